@@ -1,0 +1,59 @@
+# Shared install steps for promote's scripts. Each step is idempotent: quiet when already done,
+# and says what it is doing when it is slow. Source this file; do not execute it.
+set -euo pipefail
+
+PROMOTE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PROMOTE_CACHE="${PROMOTE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/promote}"
+TEMPORAL_CLI_VERSION="v1.5.1"
+
+say() { printf 'promote: %s\n' "$*" >&2; }
+
+# npm dependencies, reinstalled only when package-lock.json changes.
+ensure_node_modules() {
+  local stamp="$PROMOTE_ROOT/node_modules/.promote-lock-hash"
+  local want
+  want="$(sha256sum "$PROMOTE_ROOT/package-lock.json" | cut -d' ' -f1)"
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then return 0; fi
+  say "installing npm dependencies (npm ci; first run only, about a minute)..."
+  (cd "$PROMOTE_ROOT" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  echo "$want" >"$stamp"
+}
+
+# TypeScript build into dist/, redone only when a source file is newer than the last build.
+ensure_build() {
+  local stamp="$PROMOTE_ROOT/dist/.build-stamp"
+  if [[ -f "$stamp" ]] && [[ -z "$(find "$PROMOTE_ROOT/src" "$PROMOTE_ROOT/tsconfig.json" \
+    "$PROMOTE_ROOT/tsconfig.build.json" "$PROMOTE_ROOT/package-lock.json" -newer "$stamp" -print -quit)" ]]; then
+    return 0
+  fi
+  say "building TypeScript (tsc)..."
+  (cd "$PROMOTE_ROOT" && rm -rf dist && npx tsc -p tsconfig.build.json)
+  touch "$stamp"
+}
+
+# The Temporal CLI (dev server + UI). Order: $TEMPORAL_CLI_PATH, `temporal` on PATH, then a per-user
+# cache keyed by version, filled by `go install` (the CLI's release downloads are not reachable here).
+ensure_temporal_cli() {
+  if [[ -n "${TEMPORAL_CLI_PATH:-}" ]]; then
+    [[ -x "$TEMPORAL_CLI_PATH" ]] || { say "TEMPORAL_CLI_PATH=$TEMPORAL_CLI_PATH is not an executable file"; return 1; }
+    return 0
+  fi
+  if command -v temporal >/dev/null 2>&1; then
+    TEMPORAL_CLI_PATH="$(command -v temporal)"; export TEMPORAL_CLI_PATH; return 0
+  fi
+  local dir="$PROMOTE_CACHE/temporal-cli/$TEMPORAL_CLI_VERSION"
+  if [[ ! -x "$dir/temporal" ]]; then
+    command -v go >/dev/null 2>&1 || { say "the Temporal CLI is missing and Go is not installed to build it; set TEMPORAL_CLI_PATH"; return 1; }
+    say "installing the Temporal CLI $TEMPORAL_CLI_VERSION with go install into $dir (first run only, several minutes)..."
+    mkdir -p "$dir.tmp"
+    GOBIN="$dir.tmp" GOFLAGS=-mod=mod go install "github.com/temporalio/cli/cmd/temporal@$TEMPORAL_CLI_VERSION" >&2
+    mkdir -p "$dir" && mv "$dir.tmp/temporal" "$dir/temporal" && rmdir "$dir.tmp"
+  fi
+  TEMPORAL_CLI_PATH="$dir/temporal"; export TEMPORAL_CLI_PATH
+}
+
+ensure_all() {
+  ensure_node_modules
+  ensure_build
+  ensure_temporal_cli
+}

@@ -1,0 +1,91 @@
+/** Small statistics helpers for the assessments. Pure. */
+
+/** Standard normal cumulative distribution (Abramowitz-Stegun 7.1.26 via erf; error < 1.5e-7). */
+export function normalCdf(z: number): number {
+  const x = Math.abs(z) / Math.SQRT2;
+  const t = 1 / (1 + 0.3275911 * x);
+  const erf =
+    1 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-x * x);
+  return z >= 0 ? (1 + erf) / 2 : (1 - erf) / 2;
+}
+
+/**
+ * One-sided test that the candidate's rate exceeds `factor` times the baseline's rate.
+ * Returns the p-value of H0: p_candidate <= factor * p_baseline (normal approximation).
+ */
+export function rateExceedsPValue(
+  candidateEvents: number,
+  candidateN: number,
+  baselineEvents: number,
+  baselineN: number,
+  factor: number,
+): number {
+  const pc = candidateEvents / candidateN;
+  const pb = baselineEvents / baselineN;
+  const diff = pc - factor * pb;
+  // A pooled-free variance; a floor of one event keeps zero-rate samples from claiming certainty.
+  const varC = Math.max(pc * (1 - pc), 1 / candidateN) / candidateN;
+  const varB = (factor * factor * Math.max(pb * (1 - pb), 1 / baselineN)) / baselineN;
+  return 1 - normalCdf(diff / Math.sqrt(varC + varB));
+}
+
+/**
+ * Population stability index of `actual` against `expected` over `bins` equal-width bins on [0, 1]
+ * (scores are probabilities). Empty bins get a small floor so the index stays finite.
+ */
+export function psi(expected: readonly number[], actual: readonly number[], bins = 10): number {
+  if (expected.length === 0 || actual.length === 0) return NaN;
+  const histogram = (xs: readonly number[]) => {
+    const counts = new Array<number>(bins).fill(0);
+    for (const x of xs) counts[Math.min(bins - 1, Math.max(0, Math.floor(x * bins)))]! += 1;
+    return counts.map((c) => Math.max(c / xs.length, 1e-4));
+  };
+  const e = histogram(expected);
+  const a = histogram(actual);
+  return e.reduce((sum, ei, i) => sum + (a[i]! - ei) * Math.log(a[i]! / ei), 0);
+}
+
+/** The q-quantile (0..1) of `values` by linear interpolation; NaN when empty. */
+export function quantile(values: readonly number[], q: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const pos = (sorted.length - 1) * q;
+  const lo = Math.floor(pos);
+  const hi = Math.ceil(pos);
+  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (pos - lo);
+}
+
+/** ROC AUC of `scores` against binary `labels` (Mann-Whitney with tie handling); NaN if one class is absent. */
+export function auc(scores: readonly number[], labels: readonly number[]): number {
+  const idx = scores.map((s, i) => ({ s, y: labels[i]! })).sort((a, b) => a.s - b.s);
+  let rankSum = 0;
+  let positives = 0;
+  for (let i = 0; i < idx.length; ) {
+    let j = i;
+    while (j < idx.length && idx[j]!.s === idx[i]!.s) j++;
+    const rank = (i + j + 1) / 2; // average 1-based rank of the tie group
+    for (let k = i; k < j; k++) if (idx[k]!.y === 1) (rankSum += rank), positives++;
+    i = j;
+  }
+  const negatives = idx.length - positives;
+  if (positives === 0 || negatives === 0) return NaN;
+  return (rankSum - (positives * (positives + 1)) / 2) / (positives * negatives);
+}
+
+/** Mean binary log loss (natural log), probabilities clipped to [1e-15, 1 - 1e-15]. */
+export function logLoss(scores: readonly number[], labels: readonly number[]): number {
+  if (scores.length === 0) return NaN;
+  const eps = 1e-15;
+  let sum = 0;
+  scores.forEach((s, i) => {
+    const p = Math.min(1 - eps, Math.max(eps, s));
+    sum += labels[i] === 1 ? -Math.log(p) : -Math.log(1 - p);
+  });
+  return sum / scores.length;
+}
+
+/** Fraction of rows where (score >= threshold) equals the label. */
+export function accuracy(scores: readonly number[], labels: readonly number[], threshold = 0.5): number {
+  if (scores.length === 0) return NaN;
+  return scores.filter((s, i) => (s >= threshold ? 1 : 0) === labels[i]).length / scores.length;
+}

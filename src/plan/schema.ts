@@ -1,0 +1,230 @@
+/**
+ * The promotion plan: one zod schema, the single source of the plan's types, defaults, units and
+ * JSON Schema. Cross-field rules (ordering, counts) live in ./validate.ts.
+ */
+import { z } from 'zod';
+import { GATE_CHECKS, GATE_METRICS, GUARDRAIL_METRICS, LABEL_METRICS, names } from '../analysis/metrics';
+import { DURATION_PATTERN, isDuration } from './duration';
+
+const duration = (what: string) =>
+  z
+    .string()
+    .refine(isDuration, { message: 'expected a duration such as 90s, 5m, 4h or 7d' })
+    .describe(`${what}. A duration: <number><unit>, units ms, s, m, h, d (e.g. 90s, 5m, 4h, 7d).`)
+    .meta({ pattern: DURATION_PATTERN });
+
+const ratio = (what: string) => z.number().min(0).max(1).describe(`${what} (ratio 0..1).`);
+const userName = z.string().min(1).regex(/^[A-Za-z0-9._@-]+$/, 'user names are letters, digits and . _ @ -');
+
+/** Provider types known to this build; an unknown type is a validation error, never a fallback. */
+export const REGISTRY_TYPES = ['inprocess'] as const;
+export const SERVING_TYPES = ['inprocess'] as const;
+export const METRICS_TYPES = ['inprocess'] as const;
+export const NOTIFY_TYPES = ['log'] as const;
+
+export const registrySchema = z
+  .strictObject({
+    type: z.enum(REGISTRY_TYPES).default('inprocess').describe('Model registry provider. Default inprocess.'),
+    championAlias: z.string().min(1).default('champion').describe('Alias naming the live version. Default champion.'),
+    challengerAlias: z
+      .string()
+      .min(1)
+      .default('challenger')
+      .describe('Alias set on the candidate while it is promoted. Default challenger.'),
+  })
+  .describe('Where model versions and aliases live.');
+
+export const servingSchema = z
+  .strictObject({
+    type: z.enum(SERVING_TYPES).default('inprocess').describe('Serving and traffic provider. Default inprocess.'),
+  })
+  .describe('Where versions are deployed and traffic is routed.');
+
+export const metricsSchema = z
+  .strictObject({
+    type: z.enum(METRICS_TYPES).default('inprocess').describe('Source of live measurements. Default inprocess.'),
+  })
+  .describe('Where guardrail measurements come from.');
+
+export const notifySchema = z
+  .strictObject({
+    type: z.enum(NOTIFY_TYPES).default('log').describe('Notifier: log writes a structured log line. Default log.'),
+  })
+  .describe('Where promotion events are announced.');
+
+export const gateSchema = z
+  .strictObject({
+    metric: z.enum(names(GATE_METRICS)).optional().describe('Offline metric to measure (one of metric or check).'),
+    check: z.enum(GATE_CHECKS).optional().describe('A named check instead of a metric (one of metric or check).'),
+    dataset: z.string().min(1).default('holdout').describe('Dataset the metric is measured on. Default holdout.'),
+    min: z.number().optional().describe('Lowest acceptable value of the candidate (metric units).'),
+    max: z.number().optional().describe('Highest acceptable value of the candidate (metric units).'),
+    maxRegressionVsChampion: z
+      .number()
+      .min(0)
+      .optional()
+      .describe('Largest allowed regression against the champion, in metric units (absolute difference).'),
+  })
+  .describe('An offline validation gate, checked before any live traffic.');
+
+export const shadowSchema = z
+  .strictObject({
+    duration: duration('How long to mirror traffic to the candidate'),
+    sampleRate: z
+      .number()
+      .gt(0)
+      .max(1)
+      .default(1)
+      .describe('Fraction of live requests mirrored to the candidate (0 < rate <= 1). Default 1.'),
+    maxDisagreement: ratio('Largest allowed fraction of requests whose decision at the policy threshold differs').optional(),
+    maxScorePsi: z.number().min(0).optional().describe('Largest allowed population stability index of the scores.'),
+    minPairs: z.int().min(1).default(100).describe('Fewest compared request pairs for a verdict. Default 100.'),
+  })
+  .describe('Shadow mode: the candidate sees mirrored traffic; its predictions are compared with the champion.');
+
+export const approvalSchema = z
+  .strictObject({
+    approvers: z.array(userName).min(1).describe('Users allowed to approve or reject this step.'),
+    required: z.int().min(1).default(1).describe('Approvals needed (N of M). Default 1.'),
+    timeout: duration('How long the approval stays open').default('24h'),
+    onTimeout: z
+      .enum(['abort', 'pause'])
+      .default('abort')
+      .describe('On timeout: abort rolls back; pause waits for a human (resume re-opens the approval). Default abort.'),
+  })
+  .describe('Human approval required before traffic moves to this step.');
+
+export const stepSchema = z
+  .strictObject({
+    traffic: z.int().min(1).max(100).describe('Percent of live traffic on the candidate at this step (1..100).'),
+    bake: duration('How long to hold this step while guardrails are checked').default('0s'),
+    approval: approvalSchema.optional(),
+  })
+  .describe('A canary step: approval (if any), then the traffic shift, then the bake.');
+
+export const canarySchema = z
+  .strictObject({
+    assignment: z
+      .strictObject({
+        stickyKey: z
+          .string()
+          .regex(/^(header|field):.+$/, 'expected header:<name> or field:<name>')
+          .default('header:x-entity-id')
+          .describe('Where the sticky assignment key comes from. Default header:x-entity-id.'),
+      })
+      .default({ stickyKey: 'header:x-entity-id' })
+      .describe('How requests are assigned to versions.'),
+    steps: z.array(stepSchema).min(1).describe('Traffic steps, strictly increasing, ending at 100.'),
+  })
+  .describe('The canary: stepped traffic with bakes and approvals.');
+
+export const guardrailSchema = z
+  .strictObject({
+    metric: z.enum(names(GUARDRAIL_METRICS)).describe('Live metric measured per version.'),
+    max: z.number().optional().describe('Highest acceptable value of the candidate (metric units).'),
+    min: z.number().optional().describe('Lowest acceptable value of the candidate (metric units).'),
+    relativeIncrease: z
+      .number()
+      .gt(0)
+      .optional()
+      .describe('Largest allowed increase over the champion, relative (0.5 = 50% worse).'),
+    alpha: z
+      .number()
+      .gt(0)
+      .lt(0.5)
+      .default(0.05)
+      .describe('Significance level for comparisons with the champion (error_rate). Default 0.05.'),
+    minSamples: z.int().min(1).default(100).describe('Fewest requests for a verdict; below it, Inconclusive. Default 100.'),
+  })
+  .describe('A live guardrail checked during every bake, approval wait and the watch.');
+
+export const analysisSchema = z
+  .strictObject({
+    interval: duration('How often guardrails are measured').default('30s'),
+    maxExtensions: z
+      .int()
+      .min(0)
+      .default(1)
+      .describe('Times a bake is extended (by its own length) when guardrails are not all Pass at its end. Default 1.'),
+    onInconclusive: z
+      .enum(['rollback', 'pause'])
+      .default('pause')
+      .describe('After the extensions, Inconclusive or Error: pause for a human, or roll back. Default pause.'),
+    onNoData: z
+      .enum(['rollback', 'pause'])
+      .default('rollback')
+      .describe('After the extensions, NoData: roll back, or pause for a human. Default rollback.'),
+    maxConsecutiveErrors: z
+      .int()
+      .min(1)
+      .default(3)
+      .describe('Measurement errors in a row that count as Fail. Default 3.'),
+  })
+  .describe('How guardrail verdicts are collected and what non-Pass verdicts mean.');
+
+export const watchSchema = z
+  .strictObject({
+    window: duration('How long to watch after the candidate reaches full traffic'),
+    interval: duration('How often the watch measures guardrails and labels').default('1h'),
+    holdbackPercent: z
+      .int()
+      .min(0)
+      .max(50)
+      .default(0)
+      .describe('Percent of traffic kept on the champion during the watch, for comparison. Default 0.'),
+    labels: z
+      .strictObject({
+        metric: z.enum(names(LABEL_METRICS)).describe('Quality metric from delayed labels.'),
+        maxRegression: z.number().min(0).describe('Largest allowed regression against the champion (metric units).'),
+        minLabels: z.int().min(1).default(500).describe('Fewest labels for a verdict. Default 500.'),
+      })
+      .optional()
+      .describe('Delayed-label check: labels joined to logged predictions.'),
+  })
+  .describe('The watch after full traffic: the champion stays warm until it ends.');
+
+export const policySchema = z
+  .strictObject({
+    thresholds: z
+      .strictObject({
+        block: ratio('Score at or above which the decision is block'),
+        review: ratio('Score at or above which the decision is review'),
+      })
+      .describe('Decision thresholds applied to the candidate score.'),
+  })
+  .describe('Decision policy rolled out with the candidate and restored on rollback.');
+
+export const planSchema = z
+  .strictObject({
+    apiVersion: z.literal('promote/v1').default('promote/v1').describe('Plan format version. Default promote/v1.'),
+    description: z.string().optional().describe('Free text shown in status.'),
+    registry: registrySchema.default({ type: 'inprocess', championAlias: 'champion', challengerAlias: 'challenger' }),
+    serving: servingSchema.default({ type: 'inprocess' }),
+    metrics: metricsSchema.default({ type: 'inprocess' }),
+    notify: notifySchema.default({ type: 'log' }),
+    gates: z.array(gateSchema).default([]).describe('Offline validation gates, in order.'),
+    shadow: shadowSchema.optional(),
+    canary: canarySchema,
+    guardrails: z.array(guardrailSchema).default([]).describe('Live guardrails.'),
+    analysis: analysisSchema.default({
+      interval: '30s',
+      maxExtensions: 1,
+      onInconclusive: 'pause',
+      onNoData: 'rollback',
+      maxConsecutiveErrors: 3,
+    }),
+    watch: watchSchema.optional(),
+    policy: policySchema.optional(),
+  })
+  .describe('A promotion plan: how a candidate model version goes from the registry to 100% of traffic.');
+
+export type Plan = z.output<typeof planSchema>;
+export type PlanInput = z.input<typeof planSchema>;
+export type Gate = Plan['gates'][number];
+export type Step = Plan['canary']['steps'][number];
+export type Approval = NonNullable<Step['approval']>;
+export type Guardrail = Plan['guardrails'][number];
+export type Watch = NonNullable<Plan['watch']>;
+export type Shadow = NonNullable<Plan['shadow']>;
+export type Analysis = Plan['analysis'];
+export type PolicyThresholds = NonNullable<Plan['policy']>['thresholds'];

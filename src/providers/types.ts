@@ -1,0 +1,120 @@
+/**
+ * Provider interfaces: the small seams between activities and the systems they act on.
+ * Implementations are chosen by the plan's `type` fields (see ./catalog.ts).
+ */
+import type { Measurement } from '../analysis/types';
+import type { ScorePair } from '../analysis/shadow';
+import type { Gate, PolicyThresholds } from '../plan/schema';
+
+export interface FeatureSpec {
+  name: string;
+  type: string;
+}
+
+export interface ModelVersion {
+  model: string;
+  version: string;
+  /** Input signature: the features the version expects. */
+  inputs: FeatureSpec[];
+  tags: Record<string, string>;
+}
+
+/** Model registry: versions, aliases and tags (MLflow in the real plane). */
+export interface Registry {
+  /** Throws NotFoundError when the version does not exist. */
+  getVersion(model: string, version: string): Promise<ModelVersion>;
+  getAlias(model: string, alias: string): Promise<string | null>;
+  /** Points `alias` at `version`, or deletes it when `version` is null. Idempotent. */
+  setAlias(model: string, alias: string, version: string | null): Promise<void>;
+  setTags(model: string, version: string, tags: Record<string, string>): Promise<void>;
+}
+
+export interface Deployment {
+  model: string;
+  version: string;
+  endpoint: string;
+  healthy: boolean;
+}
+
+/** Serving: one deployment per version. deploy and decommission are idempotent. */
+export interface Serving {
+  deploy(model: string, version: string): Promise<Deployment>;
+  smokeTest(model: string, version: string): Promise<{ ok: boolean; detail: string }>;
+  decommission(model: string, version: string): Promise<void>;
+  list(model: string): Promise<Deployment[]>;
+}
+
+export interface Route {
+  model: string;
+  /** Percent of live traffic per version; sums to 100. */
+  weights: Record<string, number>;
+  shadow: { version: string; sampleRate: number } | null;
+  stickyKey: string;
+}
+
+/** Traffic: weighted routing and shadow mirroring. Setters return the route as applied. */
+export interface TrafficRouter {
+  getRoute(model: string): Promise<Route | null>;
+  setWeights(model: string, weights: Record<string, number>, stickyKey: string): Promise<Route>;
+  setShadow(model: string, shadow: Route['shadow']): Promise<Route>;
+}
+
+export interface WindowQuery {
+  model: string;
+  version: string;
+  fromMs: number;
+  toMs: number;
+}
+
+/** Live per-version measurements. Never throws for a measuring failure: returns phase Error. */
+export interface MetricsSource {
+  measure(query: WindowQuery & { metric: string }): Promise<Measurement>;
+  /** Request pairs answered by both the champion (served) and the candidate (shadow). */
+  shadowPairs(query: { model: string; champion: string; candidate: string; fromMs: number; toMs: number }): Promise<ScorePair[]>;
+  /** A quality metric from delayed labels joined to logged predictions. */
+  labelMetric(query: WindowQuery & { metric: string }): Promise<Measurement>;
+}
+
+/** Offline validation: measures one gate's metric for one version. */
+export interface Validator {
+  measureGate(model: string, version: string, gate: Gate): Promise<Measurement>;
+}
+
+/** Decision policy per model version (thresholds applied to scores). */
+export interface PolicyStore {
+  get(model: string, version: string): Promise<PolicyThresholds | null>;
+  set(model: string, version: string, thresholds: PolicyThresholds | null): Promise<void>;
+}
+
+export interface PromotionEvent {
+  /** Idempotency key: the same key is announced once. */
+  key: string;
+  promotionId: string;
+  model: string;
+  candidate: string;
+  kind: string;
+  message: string;
+}
+
+export interface Notifier {
+  notify(event: PromotionEvent): Promise<void>;
+}
+
+/** The providers one promotion uses, resolved from its plan's types. */
+export interface ProviderSet {
+  registry: Registry;
+  serving: Serving;
+  traffic: TrafficRouter;
+  metrics: MetricsSource;
+  validator: Validator;
+  policy: PolicyStore;
+  notifier: Notifier;
+}
+
+/** The provider type names a plan selects; carried in activity inputs. */
+export interface ProviderRefs {
+  registry: string;
+  serving: string;
+  metrics: string;
+  notify: string;
+}
