@@ -1,0 +1,187 @@
+/** Promotion state and status shapes, shared by the workflow, the CLI and tests. Pure types. */
+import type { Assessment } from '../analysis/types';
+import type { Plan } from '../plan/schema';
+
+export const PHASES = [
+  'staging',
+  'validating',
+  'shadow',
+  'canary',
+  'awaiting_approval',
+  'paused',
+  'watching',
+  'rolling_back',
+  'completed',
+] as const;
+export type Phase = (typeof PHASES)[number];
+
+export const OUTCOMES = ['succeeded', 'rolled_back', 'aborted', 'rejected', 'failed'] as const;
+export type Outcome = (typeof OUTCOMES)[number];
+
+export type Stage = 'staging' | 'validating' | 'shadow' | 'canary' | 'watching' | 'finalizing' | 'done';
+
+export type DecisionKind =
+  | 'started'
+  | 'staged'
+  | 'gate'
+  | 'shadow'
+  | 'traffic'
+  | 'check'
+  | 'bake_extended'
+  | 'approval_requested'
+  | 'approved'
+  | 'rejected'
+  | 'approval_timeout'
+  | 'refused'
+  | 'paused'
+  | 'resumed'
+  | 'abort'
+  | 'stop'
+  | 'rollback'
+  | 'rollback_error'
+  | 'watch'
+  | 'promoted'
+  | 'completed'
+  | 'continued_as_new';
+
+export interface Decision {
+  /** ISO time. */
+  at: string;
+  kind: DecisionKind;
+  /** Who: a user name, or `promote` for the workflow itself. */
+  by: string;
+  reason: string;
+  evidence: string[];
+}
+
+export interface Vote {
+  by: string;
+  at: string;
+  comment?: string;
+}
+
+export interface PendingApproval {
+  step: number;
+  approvers: string[];
+  required: number;
+  received: Vote[];
+  rejectedBy: { by: string; reason: string } | null;
+  openedAt: string;
+  /** ISO time; null while paused after a timeout. */
+  expiresAt: string | null;
+  timeoutMs: number;
+  onTimeout: 'abort' | 'pause';
+}
+
+/** A wait in progress (bake, approval, shadow, watch); survives continue-as-new. */
+export interface WaitClock {
+  id: string;
+  /** Time counted toward the wait's duration, ms (bakes do not count paused time). */
+  elapsedMs: number;
+  sinceCheckMs: number;
+}
+
+/** Everything done to the world that a rollback may have to undo. */
+export interface Touched {
+  /** Value of the challenger alias before this promotion set it. */
+  challengerAlias: { previous: string | null } | null;
+  /** Value of the champion alias before this promotion moved it. */
+  championAlias: { previous: string | null } | null;
+  /** The candidate's policy before this promotion set it. */
+  policy: { previous: NonNullable<Plan['policy']>['thresholds'] | null } | null;
+  deployed: boolean;
+  traffic: boolean;
+  shadow: boolean;
+  championDecommissioned: boolean;
+}
+
+export interface StopRequest {
+  outcome: Exclude<Outcome, 'succeeded'>;
+  by: string;
+  reason: string;
+}
+
+export interface PromotionState {
+  id: string;
+  model: string;
+  candidate: string;
+  champion: string | null;
+  startedBy: string;
+  startedAt: string;
+  plan: Plan;
+  planHash: string;
+  stage: Stage;
+  /** Current canary step index; -1 before the canary. */
+  stepIndex: number;
+  /** Index of the step whose traffic is live; -1 before the first shift. */
+  appliedStep: number;
+  /** When the live traffic level was applied, epoch ms (start of the guardrail window). */
+  liveSinceMs: number | null;
+  approvedSteps: number[];
+  trafficPercent: number;
+  pendingApproval: PendingApproval | null;
+  paused: { by: string; reason: string; at: string } | null;
+  stop: StopRequest | null;
+  outcome: Outcome | null;
+  rollingBack: boolean;
+  touched: Touched;
+  wait: WaitClock | null;
+  shadowStartedAtMs: number | null;
+  watchStartedAtMs: number | null;
+  gatesPassed: number;
+  extensions: number;
+  lastChecks: Assessment[];
+  consecutiveErrors: Record<string, number>;
+  decisions: Decision[];
+  decisionsDropped: number;
+  continuedAsNew: number;
+}
+
+/** What `status` returns (and `promote status --json` prints). */
+export interface PromotionStatus {
+  id: string;
+  model: string;
+  candidate: string;
+  champion: string | null;
+  phase: Phase;
+  outcome: Outcome | null;
+  reason: string | null;
+  trafficPercent: number;
+  step: { index: number; total: number; traffic: number | null };
+  pendingApproval: {
+    step: number;
+    approvers: string[];
+    required: number;
+    received: number;
+    votes: Vote[];
+    expiresAt: string | null;
+  } | null;
+  paused: { by: string; reason: string; at: string } | null;
+  lastChecks: Assessment[];
+  decisions: Decision[];
+  decisionsDropped: number;
+  planHash: string;
+  startedBy: string;
+  startedAt: string;
+  continuedAsNew: number;
+}
+
+/** The workflow's input. `carried` is set only by continue-as-new. */
+export interface PromotionInput {
+  model: string;
+  candidate: string;
+  plan: Plan;
+  planHash: string;
+  startedBy: string;
+  options?: {
+    /** Continue-as-new once history reaches this many events (default: when the server suggests). */
+    continueAsNewAfterEvents?: number;
+  };
+  carried?: PromotionState;
+}
+
+export interface PromotionResult {
+  outcome: Outcome;
+  reason: string | null;
+  status: PromotionStatus;
+}
