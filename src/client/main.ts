@@ -1,0 +1,159 @@
+/**
+ * The `promote` CLI. Exit codes: 0 done; 2 invalid input; 3 refused by the workflow; 4 not found;
+ * 1 anything else. Errors are one sentence on stderr.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { Client } from '@temporalio/client';
+import { ConflictError, InvalidInputError, NotAllowedError, NotFoundError, PlanError, formatIssues } from '../common/errors';
+import { connectClient, connectionSettings } from '../common/connection';
+import { loadPlanFile, planJsonSchema } from '../plan/load';
+import { PHASES } from '../workflows/types';
+import { formatList, formatStatus } from './format';
+import { Promotions } from './promotions';
+
+export const EXIT = { ok: 0, error: 1, invalid: 2, refused: 3, notFound: 4 } as const;
+
+function defaultUser(): string {
+  return process.env.PROMOTE_USER ?? process.env.USER ?? 'unknown';
+}
+
+async function withPromotions<T>(fn: (p: Promotions) => Promise<T>): Promise<T> {
+  const settings = connectionSettings();
+  let connection;
+  try {
+    connection = await connectClient(settings);
+  } catch (err) {
+    throw new Error(`cannot reach Temporal at ${settings.options.address}: ${(err as Error).message.split('\n')[0]}`);
+  }
+  try {
+    return await fn(new Promotions(new Client({ connection, namespace: settings.namespace })));
+  } finally {
+    await connection.close();
+  }
+}
+
+const print = (text: string): void => void process.stdout.write(`${text}\n`);
+
+export function buildCli(): Command {
+  const program = new Command('promote')
+    .description('Durable ML model promotion on Temporal')
+    .showHelpAfterError()
+    .exitOverride();
+
+  program
+    .command('start')
+    .description('start promoting a model version with a plan')
+    .requiredOption('--model <model>', 'registered model name')
+    .requiredOption('--version <version>', 'candidate version')
+    .requiredOption('--plan <file>', 'plan file (YAML or JSON)')
+    .option('--as <user>', 'who starts it (cannot approve it)', defaultUser())
+    .option('--json', 'print the result as JSON')
+    .action(async (o: { model: string; version: string; plan: string; as: string; json?: boolean }) => {
+      const plan = loadPlanFile(o.plan);
+      const started = await withPromotions((p) => p.start({ model: o.model, version: o.version, plan, startedBy: o.as }));
+      print(o.json ? JSON.stringify(started) : `started ${started.id} (run ${started.runId}, plan ${started.planHash.slice(0, 19)})`);
+    });
+
+  program
+    .command('approve <id>')
+    .description('approve the pending step (id: promotion id or model name)')
+    .requiredOption('--as <user>', 'approver')
+    .option('--comment <text>', 'why')
+    .action(async (id: string, o: { as: string; comment?: string }) => {
+      const r = await withPromotions((p) => p.vote(id, 'approve', o.as, o.comment));
+      print(r.message);
+    });
+
+  program
+    .command('reject <id>')
+    .description('reject the pending step; the promotion rolls back')
+    .requiredOption('--as <user>', 'approver')
+    .requiredOption('--reason <text>', 'why')
+    .action(async (id: string, o: { as: string; reason: string }) => print((await withPromotions((p) => p.vote(id, 'reject', o.as, o.reason))).message));
+
+  program
+    .command('abort <id>')
+    .description('abort the promotion; rollback runs at once')
+    .requiredOption('--as <user>', 'who aborts')
+    .requiredOption('--reason <text>', 'why')
+    .action(async (id: string, o: { as: string; reason: string }) => print((await withPromotions((p) => p.control(id, 'abort', o.as, o.reason))).message));
+
+  for (const kind of ['pause', 'resume'] as const) {
+    program
+      .command(`${kind} <id>`)
+      .description(kind === 'pause' ? 'hold the promotion where it is (guardrails keep running)' : 'continue a paused promotion')
+      .option('--as <user>', 'who', defaultUser())
+      .option('--reason <text>', 'why')
+      .action(async (id: string, o: { as: string; reason?: string }) => print((await withPromotions((p) => p.control(id, kind, o.as, o.reason))).message));
+  }
+
+  program
+    .command('status <id>')
+    .description('show a promotion (id: promotion id or model name)')
+    .option('--json', 'print the status as JSON')
+    .option('--watch', 'refresh until the promotion completes')
+    .action(async (id: string, o: { json?: boolean; watch?: boolean }) => {
+      await withPromotions(async (p) => {
+        let last = '';
+        for (;;) {
+          const status = await p.status(id);
+          const text = o.json ? JSON.stringify(status, null, 2) : formatStatus(status);
+          if (text !== last) print(o.watch && !o.json && last ? `\n${text}` : text);
+          last = text;
+          if (!o.watch || status.outcome !== null) return;
+          await new Promise((r) => setTimeout(r, 2000));
+        }
+      });
+    });
+
+  program
+    .command('list')
+    .description('list promotions')
+    .option('--model <model>', 'only this model')
+    .addOption(new Option('--phase <phase>', 'only this phase').choices([...PHASES]))
+    .option('--json', 'print JSON')
+    .action(async (o: { model?: string; phase?: string; json?: boolean }) => {
+      const rows = await withPromotions((p) => p.list(o));
+      print(o.json ? JSON.stringify(rows, null, 2) : formatList(rows));
+    });
+
+  const plan = program.command('plan').description('work with plan files');
+  plan
+    .command('validate <file>')
+    .description('check a plan; prints path: message for every problem (exit 2) or OK')
+    .action((file: string) => {
+      loadPlanFile(file);
+      print(`${file}: OK`);
+    });
+  plan
+    .command('schema')
+    .description('print the plan JSON Schema')
+    .action(() => print(JSON.stringify(planJsonSchema(), null, 2)));
+
+  return program;
+}
+
+/** Runs the CLI and returns the exit code (errors printed as one sentence). */
+export async function runCli(argv: string[]): Promise<number> {
+  const program = buildCli();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return EXIT.ok;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT.ok : EXIT.invalid;
+    if (err instanceof PlanError) {
+      process.stderr.write(`${formatIssues(err.issues).split('\n').map((l) => `${err.source}: ${l}`).join('\n')}\n`);
+      return EXIT.invalid;
+    }
+    const message = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`promote: ${message}\n`);
+    if (err instanceof InvalidInputError) return EXIT.invalid;
+    if (err instanceof NotAllowedError || err instanceof ConflictError) return EXIT.refused;
+    if (err instanceof NotFoundError) return EXIT.notFound;
+    return EXIT.error;
+  }
+}
+
+if (require.main === module) {
+  void runCli(process.argv.slice(2)).then((code) => process.exit(code));
+}

@@ -1,0 +1,56 @@
+/**
+ * The worker process. Environment:
+ *   TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_* (Temporal's conventions)
+ *   PROMOTE_TASK_QUEUE   task queue (default promote)
+ *   PROMOTE_STATE_DIR    where the in-process plane persists its state (default .data/inprocess)
+ *   PROMOTE_TRAFFIC_RATE synthetic requests per second per model for the in-process plane (default 0)
+ *   PROMOTE_LABEL_DELAY  delay before in-process labels arrive, a duration (default 0s)
+ *   LOG_LEVEL            pino level (default info)
+ * Stops gracefully on SIGTERM/SIGINT: no new tasks, running activities get the grace time.
+ */
+import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
+import { connectionSettings, connectWorker } from '../common/connection';
+import { createLogger } from '../common/logger';
+import { parseDuration } from '../plan/duration';
+import { DEFAULT_TASK_QUEUE } from '../workflows/search';
+import { inProcessStack } from './composition';
+import { createPromotionWorker } from './worker';
+
+const logger = createLogger('promote-worker');
+
+function installRuntimeLogger(): void {
+  // Route the SDK's logs (worker, workflow and activity loggers) through pino.
+  const level = (process.env.LOG_LEVEL ?? 'info').toUpperCase() as LogLevel;
+  Runtime.install({
+    logger: new DefaultLogger(level === ('FATAL' as LogLevel) ? 'ERROR' : level, (entry) => {
+      const method = entry.level === 'TRACE' ? 'trace' : (entry.level.toLowerCase() as 'debug' | 'info' | 'warn' | 'error');
+      logger[method]({ ...entry.meta, sdk: true }, entry.message);
+    }),
+  });
+}
+
+async function main(): Promise<void> {
+  installRuntimeLogger();
+  const settings = connectionSettings();
+  const taskQueue = process.env.PROMOTE_TASK_QUEUE ?? DEFAULT_TASK_QUEUE;
+  const stack = inProcessStack({
+    stateDir: process.env.PROMOTE_STATE_DIR ?? '.data/inprocess',
+    logger,
+    traffic: {
+      ratePerSec: Number(process.env.PROMOTE_TRAFFIC_RATE ?? '0'),
+      labelDelayMs: parseDuration(process.env.PROMOTE_LABEL_DELAY ?? '0s'),
+    },
+  });
+  const connection = await connectWorker(settings);
+  const worker = await createPromotionWorker({ connection, namespace: settings.namespace, taskQueue, catalog: stack.catalog });
+  logger.info({ address: settings.options.address, namespace: settings.namespace, taskQueue }, 'worker started');
+  await worker.run();
+  stack.driver?.stop();
+  await connection.close();
+  logger.info('worker stopped');
+}
+
+main().catch((err: unknown) => {
+  logger.error({ err }, 'worker failed');
+  process.exit(1);
+});
