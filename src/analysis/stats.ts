@@ -64,7 +64,12 @@ export function auc(scores: readonly number[], labels: readonly number[]): numbe
     let j = i;
     while (j < idx.length && idx[j]!.s === idx[i]!.s) j++;
     const rank = (i + j + 1) / 2; // average 1-based rank of the tie group
-    for (let k = i; k < j; k++) if (idx[k]!.y === 1) (rankSum += rank), positives++;
+    for (let k = i; k < j; k++) {
+      if (idx[k]!.y === 1) {
+        rankSum += rank;
+        positives++;
+      }
+    }
     i = j;
   }
   const negatives = idx.length - positives;

@@ -101,7 +101,7 @@ export class Promotions {
     try {
       const description = await handle.describe();
       if (description.status.name === 'RUNNING') return await handle.query(statusQuery);
-      if (description.status.name === 'COMPLETED') return ((await handle.result()) as PromotionResult).status;
+      if (description.status.name === 'COMPLETED') return ((await handle.result())).status;
       // Failed or terminated runs cannot answer from a result; a query replays their history.
       return await handle.query(statusQuery);
     } catch (err) {
@@ -111,7 +111,7 @@ export class Promotions {
   }
 
   async result(id: string): Promise<PromotionResult> {
-    return (await this.handle(id).result()) as PromotionResult;
+    return (await this.handle(id).result());
   }
 
   /** Approve or reject through an update: the answer says at once whether the vote counted. */
@@ -123,7 +123,7 @@ export class Promotions {
         : await handle.executeUpdate(rejectUpdate, { args: [{ by, reason: text ?? '' }] });
     } catch (err) {
       if (err instanceof WorkflowUpdateFailedError) {
-        throw new NotAllowedError((err.cause as Error | undefined)?.message ?? err.message);
+        throw new NotAllowedError((err.cause)?.message ?? err.message);
       }
       if (err instanceof WorkflowNotFoundError) throw new NotFoundError(`no running promotion ${resolveId(id)}`);
       throw err;

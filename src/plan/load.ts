@@ -53,5 +53,5 @@ export function hashPlan(plan: Plan): string {
 
 /** The plan's JSON Schema (draft 2020-12), describing the input form (defaults optional). */
 export function planJsonSchema(): Record<string, unknown> {
-  return z.toJSONSchema(planSchema, { io: 'input', target: 'draft-2020-12' }) as Record<string, unknown>;
+  return z.toJSONSchema(planSchema, { io: 'input', target: 'draft-2020-12' });
 }

@@ -5,7 +5,7 @@
  */
 import type { Assessment } from '../analysis/types';
 import type { Approval } from '../plan/schema';
-import type { ApproveInput, MessageResult, PauseInput, RejectInput, AbortInput } from './messages';
+import type { MessageResult } from './messages';
 import type { Decision, DecisionKind, Phase, PromotionInput, PromotionState, PromotionStatus, StopRequest } from './types';
 
 /** Decision-log entries kept; older ones are dropped and counted (keeps workflow state bounded). */
@@ -56,7 +56,10 @@ export function initialState(input: PromotionInput, id: string, nowMs: number): 
   };
 }
 
-/** A string field of an untyped message payload (signals from the UI arrive as arbitrary JSON). */
+/**
+ * A string field of a message payload. Payloads are typed `unknown` on purpose: signals sent from
+ * the Temporal UI or `temporal workflow signal` arrive as arbitrary JSON.
+ */
 function text(payload: unknown, field: string): string | undefined {
   const value = payload && typeof payload === 'object' ? (payload as Record<string, unknown>)[field] : undefined;
   return typeof value === 'string' && value.trim() !== '' ? value.trim() : undefined;
@@ -120,7 +123,7 @@ export class PromotionRun {
   }
 
   /** Approve or reject: the one rule set shared by the signal and the update paths. */
-  vote(kind: 'approve' | 'reject', payload: ApproveInput | RejectInput | unknown, nowMs: number): MessageResult {
+  vote(kind: 'approve' | 'reject', payload: unknown, nowMs: number): MessageResult {
     const by = text(payload, 'by');
     const note = kind === 'approve' ? text(payload, 'comment') : text(payload, 'reason');
     if (!by) return this.refuse(`${kind} needs a "by" naming the user`, 'unknown', kind, nowMs);
@@ -149,7 +152,7 @@ export class PromotionRun {
     return { accepted: true, message: `approval counted (${count})`, received: pending.received.length, required: pending.required };
   }
 
-  abort(payload: AbortInput | unknown, nowMs: number): MessageResult {
+  abort(payload: unknown, nowMs: number): MessageResult {
     const by = text(payload, 'by');
     const reason = text(payload, 'reason');
     if (!by) return this.refuse('abort needs a "by" naming the user', 'unknown', 'abort', nowMs);
@@ -161,7 +164,7 @@ export class PromotionRun {
     return { accepted: true, message: 'abort accepted; rolling back' };
   }
 
-  pause(payload: PauseInput | unknown, nowMs: number, system = false): MessageResult {
+  pause(payload: unknown, nowMs: number, system = false): MessageResult {
     const by = system ? SYSTEM : text(payload, 'by');
     const reason = text(payload, 'reason') ?? 'paused';
     if (!by) return this.refuse('pause needs a "by" naming the user', 'unknown', 'pause', nowMs);
@@ -172,7 +175,7 @@ export class PromotionRun {
     return { accepted: true, message: 'paused' };
   }
 
-  resume(payload: PauseInput | unknown, nowMs: number): MessageResult {
+  resume(payload: unknown, nowMs: number): MessageResult {
     const by = text(payload, 'by');
     if (!by) return this.refuse('resume needs a "by" naming the user', 'unknown', 'resume', nowMs);
     if (this.done || this.stopping) return this.refuse('the promotion is no longer running', by, 'resume', nowMs);

@@ -91,7 +91,7 @@ export class InProcessPlane implements Registry, Serving, TrafficRouter, PolicyS
   // ---- seeding (tests, demo) ----
 
   /** Registers a version (as training would). Replaces an existing record of the same version. */
-  registerVersion(record: Omit<VersionRecord, 'tags' | 'behaviour'> & Partial<Pick<VersionRecord, 'tags' | 'behaviour'>>): void {
+  registerVersion(record: Omit<VersionRecord, 'tags' | 'behaviour'> & { tags?: Record<string, string>; behaviour?: Partial<Behaviour> }): void {
     const model = this.modelRecord(record.model, true);
     model.versions[record.version] = { tags: {}, ...record, behaviour: { ...DEFAULT_BEHAVIOUR, ...record.behaviour } };
     if (model.servedFeatures.length === 0) model.servedFeatures = record.inputs;
