@@ -152,3 +152,24 @@ export async function waitForStatus(
 }
 
 export const phaseIs = (phase: PromotionStatus['phase']) => (s: PromotionStatus) => s.phase === phase;
+
+/** The plane's operations on `model` after operation number `afterSeq`, as `op:version` strings. */
+export function opsAfter(plane: InProcessPlane, model: string, afterSeq: number): string[] {
+  return plane.operations
+    .filter((o) => o.model === model && o.seq > afterSeq)
+    .map((o) => (o.op === 'setWeights' ? `setWeights:${JSON.stringify(o.detail.weights)}` : `${o.op}:${(o.detail.alias as string | undefined) ?? o.version ?? ''}`));
+}
+
+/** The last operation number recorded so far. */
+export function lastSeq(plane: InProcessPlane): number {
+  return plane.operations.at(-1)?.seq ?? 0;
+}
+
+/** Asserts the plane is back where it was before the promotion: champion v1 serves everything. */
+export function expectRestored(plane: InProcessPlane, model: string): void {
+  const state = plane.snapshot();
+  expect(state.routes[model]).toMatchObject({ weights: { v1: 100 }, shadow: null });
+  expect(state.models[model]!.aliases).toEqual({ champion: 'v1' });
+  expect(Object.keys(state.deployments[model] ?? {})).toEqual(['v1']);
+  expect(state.policies[model]?.v2).toBeUndefined();
+}

@@ -80,6 +80,8 @@ export class InProcessPlane implements Registry, Serving, TrafficRouter, PolicyS
   private readonly opsFile: JsonFile<never>;
   /** Every operation in order (also appended to operations.jsonl when persisted). */
   readonly operations: Operation[] = [];
+  /** Added latency per provider call, ms (slow deployments and evaluations, for demos and tests). */
+  private readonly delays: Partial<Record<'deploy' | 'measureGate', number>> = {};
 
   /** `stateDir` null keeps everything in memory; otherwise state survives a worker restart. */
   constructor(readonly stateDir: string | null) {
@@ -108,6 +110,16 @@ export class InProcessPlane implements Registry, Serving, TrafficRouter, PolicyS
     const record = this.versionRecord(modelName, version);
     record.behaviour = { ...record.behaviour, ...behaviour };
     this.save();
+  }
+
+  /** Makes `deploy` or `measureGate` take `ms` longer (0 removes the delay). */
+  setDelay(call: 'deploy' | 'measureGate', ms: number): void {
+    this.delays[call] = ms;
+  }
+
+  private async delay(call: 'deploy' | 'measureGate'): Promise<void> {
+    const ms = this.delays[call] ?? 0;
+    if (ms > 0) await new Promise((resolve) => setTimeout(resolve, ms));
   }
 
   snapshot(): PlaneState {
@@ -155,14 +167,15 @@ export class InProcessPlane implements Registry, Serving, TrafficRouter, PolicyS
 
   // ---- Serving ----
 
-  deploy(model: string, version: string): Promise<Deployment> {
+  async deploy(model: string, version: string): Promise<Deployment> {
     this.versionRecord(model, version);
     const existing = this.state.deployments[model]?.[version];
-    if (existing) return Promise.resolve({ ...existing });
+    if (existing) return { ...existing };
+    await this.delay('deploy');
     const deployment: Deployment = { model, version, endpoint: `inprocess://${model}/${version}`, healthy: true };
     (this.state.deployments[model] ??= {})[version] = deployment;
     this.record('deploy', model, version, {});
-    return Promise.resolve({ ...deployment });
+    return { ...deployment };
   }
 
   smokeTest(model: string, version: string): Promise<{ ok: boolean; detail: string }> {
@@ -261,7 +274,12 @@ export class InProcessPlane implements Registry, Serving, TrafficRouter, PolicyS
   // ---- Validator ----
 
   /** Offline metrics come from the version's recorded holdout evaluation; latency from probe requests. */
-  measureGate(model: string, version: string, gate: Gate): Promise<Measurement> {
+  async measureGate(model: string, version: string, gate: Gate): Promise<Measurement> {
+    await this.delay('measureGate');
+    return this.gateMeasurement(model, version, gate);
+  }
+
+  private gateMeasurement(model: string, version: string, gate: Gate): Promise<Measurement> {
     const record = this.versionRecord(model, version);
     const metric = gate.metric ?? gate.check ?? 'unknown';
     if (gate.check === 'feature_schema') {
