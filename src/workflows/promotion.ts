@@ -383,7 +383,8 @@ async function bake(ctx: Ctx, i: number): Promise<void> {
   const id = `bake:${i}`;
   const wait = () => hold(ctx, id, { durationMs: bakeMs * (1 + s.extensions), countPaused: false, ...liveChecks(ctx) });
   await wait();
-  if (s.plan.guardrails.length > 0) await conclude(ctx, `step ${i + 1} bake`, async () => void (await wait()));
+  // A step without a bake moves on at once; one with a bake must end on all-Pass guardrails.
+  if (bakeMs > 0 && s.plan.guardrails.length > 0) await conclude(ctx, `step ${i + 1} bake`, async () => void (await wait()));
 }
 
 async function awaitApproval(ctx: Ctx, i: number): Promise<void> {
