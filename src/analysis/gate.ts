@@ -33,7 +33,8 @@ export function assessGate(gate: Gate, candidate: Measurement, champion?: Measur
     }
     const better = gate.metric ? GATE_METRICS[gate.metric].better : 'higher';
     const regression = better === 'higher' ? champion.value - value : value - champion.value;
-    if (regression > gate.maxRegressionVsChampion) {
+    // A small tolerance: a regression exactly at the limit passes despite floating-point subtraction.
+    if (regression > gate.maxRegressionVsChampion + 1e-9) {
       return {
         ...base,
         verdict: 'Fail',

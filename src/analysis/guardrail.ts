@@ -17,13 +17,19 @@ export function assessGuardrail(rule: Guardrail, candidate: Measurement, champio
     return { ...base, verdict: 'NoData', evidence: `no ${rule.metric} observations for the candidate in the window` };
   }
   const value = candidate.value;
-  if (rule.max !== undefined && value > rule.max) {
-    return { ...base, verdict: 'Fail', evidence: `${rule.metric} ${fmt(value)} > max ${fmt(rule.max)} (n=${candidate.samples})` };
-  }
-  if (rule.min !== undefined && value < rule.min) {
-    return { ...base, verdict: 'Fail', evidence: `${rule.metric} ${fmt(value)} < min ${fmt(rule.min)} (n=${candidate.samples})` };
-  }
   const enough = candidate.samples >= rule.minSamples;
+  const breach =
+    rule.max !== undefined && value > rule.max
+      ? `${rule.metric} ${fmt(value)} > max ${fmt(rule.max)}`
+      : rule.min !== undefined && value < rule.min
+        ? `${rule.metric} ${fmt(value)} < min ${fmt(rule.min)}`
+        : null;
+  if (breach) {
+    // Below minSamples a breach is noise-prone (1 error in 3 requests): Inconclusive, not Fail.
+    return enough
+      ? { ...base, verdict: 'Fail', evidence: `${breach} (n=${candidate.samples})` }
+      : { ...base, verdict: 'Inconclusive', evidence: `${breach} but only ${candidate.samples} of ${rule.minSamples} required samples` };
+  }
   const absolute = [
     rule.max !== undefined ? `<= max ${fmt(rule.max)}` : '',
     rule.min !== undefined ? `>= min ${fmt(rule.min)}` : '',

@@ -17,7 +17,7 @@ export function assessLabels(rule: NonNullable<Watch['labels']>, candidate: Meas
   const regression =
     LABEL_METRICS[rule.metric].better === 'higher' ? champion.value - candidate.value : candidate.value - champion.value;
   const facts = `${rule.metric} ${fmt(candidate.value)} vs champion ${fmt(champion.value)} on ${candidate.samples} labels`;
-  return regression > rule.maxRegression
+  return regression > rule.maxRegression + 1e-9
     ? { ...base, verdict: 'Fail', evidence: `${facts}: regression ${fmt(regression)} > max ${fmt(rule.maxRegression)}` }
     : { ...base, verdict: 'Pass', evidence: facts };
 }

@@ -117,6 +117,33 @@ export function buildCli(): Command {
       print(o.json ? JSON.stringify(rows, null, 2) : formatList(rows));
     });
 
+  program
+    .command('demo')
+    .description('run the demo on the embedded stack: one promotion succeeds, one rolls back, one is stopped by a gate')
+    .option('--data <dir>', 'data folder (Temporal database, plane state)', '.data')
+    .option('--keep', 'keep the stack running after the demo until Ctrl-C')
+    .action(async (o: { data: string; keep?: boolean }) => {
+      const { runDemo } = await import('../dev/demo');
+      process.exitCode = await runDemo({ dataDir: o.data, keep: Boolean(o.keep) });
+    });
+
+  const dev = program.command('dev').description('the embedded development stack');
+  dev
+    .command('up')
+    .description('start the Temporal dev server (UI on :8233) and a worker with the in-process plane; Ctrl-C stops both')
+    .option('--data <dir>', 'data folder', '.data')
+    .option('--traffic <rate>', 'synthetic requests per second per model', '100')
+    .action(async (o: { data: string; traffic: string }) => {
+      const { startDevStack } = await import('../dev/stack');
+      const stack = await startDevStack({ dataDir: o.data, taskQueue: process.env.PROMOTE_TASK_QUEUE ?? 'promote', trafficRate: Number(o.traffic) });
+      print(`Temporal at ${stack.address}, UI ${stack.uiUrl}; worker on task queue ${process.env.PROMOTE_TASK_QUEUE ?? 'promote'}. Ctrl-C stops.`);
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
+      await stack.stop();
+    });
+
   const plan = program.command('plan').description('work with plan files');
   plan
     .command('validate <file>')
@@ -138,7 +165,7 @@ export async function runCli(argv: string[]): Promise<number> {
   const program = buildCli();
   try {
     await program.parseAsync(argv, { from: 'user' });
-    return EXIT.ok;
+    return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT.ok : EXIT.invalid;
     if (err instanceof PlanError) {

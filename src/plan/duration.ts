@@ -28,7 +28,7 @@ export function parseDuration(text: string): number {
 /** A compact human form of a millisecond count: `1h30m`, `45s`, `250ms`. */
 export function formatDuration(ms: number): string {
   if (ms <= 0) return '0s';
-  if (ms < 1000) return `${Math.round(ms)}ms`;
+  if (Math.round(ms) < 1000) return `${Math.round(ms)}ms`;
   let rest = Math.round(ms / 1000);
   const parts: string[] = [];
   for (const [unit, secs] of [

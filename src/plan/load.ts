@@ -9,7 +9,7 @@ import { parsePlan } from './validate';
 
 /** Parses YAML (JSON is YAML) text; syntax errors become PlanError issues with line and column. */
 export function parsePlanText(text: string, source: string): Plan {
-  const document = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  const document = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (document.errors.length > 0) {
     throw new PlanError(
       source,

@@ -5,6 +5,7 @@
  *   PROMOTE_STATE_DIR    where the in-process plane persists its state (default .data/inprocess)
  *   PROMOTE_TRAFFIC_RATE synthetic requests per second per model for the in-process plane (default 0)
  *   PROMOTE_LABEL_DELAY  delay before in-process labels arrive, a duration (default 0s)
+ *   PROMOTE_WORKFLOW_BUNDLE a prebuilt workflow bundle (default: bundle src at start)
  *   LOG_LEVEL            pino level (default info)
  * Stops gracefully on SIGTERM/SIGINT: no new tasks, running activities get the grace time.
  */
@@ -42,7 +43,14 @@ async function main(): Promise<void> {
     },
   });
   const connection = await connectWorker(settings);
-  const worker = await createPromotionWorker({ connection, namespace: settings.namespace, taskQueue, catalog: stack.catalog });
+  const bundle = process.env.PROMOTE_WORKFLOW_BUNDLE;
+  const worker = await createPromotionWorker({
+    connection,
+    namespace: settings.namespace,
+    taskQueue,
+    catalog: stack.catalog,
+    ...(bundle ? { workflowBundle: { codePath: bundle } } : {}),
+  });
   logger.info({ address: settings.options.address, namespace: settings.namespace, taskQueue }, 'worker started');
   await worker.run();
   stack.driver?.stop();

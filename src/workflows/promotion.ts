@@ -41,6 +41,12 @@ const forward = proxyActivities<Activities>({
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 8 },
 });
 
+/** Measurements are read-only and quick: a short timeout so a lost worker delays a check by seconds. */
+const measuring = proxyActivities<Pick<Activities, 'measureGuardrails' | 'measureLabels'>>({
+  startToCloseTimeout: '10 seconds',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 5 },
+});
+
 /** Thrown inside the workflow to unwind to the rollback once a stop has been requested. */
 class StopSignal extends Error {}
 
@@ -226,18 +232,18 @@ function liveChecks(ctx: Ctx): Pick<HoldOptions, 'check' | 'checkEveryMs'> {
 
 /** One round of guardrail (and, in the watch, label) assessments; stops on Fail. */
 async function checkGuardrails(ctx: Ctx): Promise<Verdict> {
-  const { run, acts } = ctx;
+  const { run } = ctx;
   const s = run.s;
   const fromMs = s.stage === 'watching' && s.watchStartedAtMs !== null ? s.watchStartedAtMs : (s.liveSinceMs ?? nowMs());
   const toMs = nowMs();
   const assessments: Assessment[] = [];
   if (s.plan.guardrails.length > 0) {
-    const measured = await acts.measureGuardrails({ ...ctx.target(), guardrails: s.plan.guardrails, fromMs, toMs });
+    const measured = await measuring.measureGuardrails({ ...ctx.target(), guardrails: s.plan.guardrails, fromMs, toMs });
     s.plan.guardrails.forEach((rule, i) => assessments.push(assessGuardrail(rule, measured[i]!.candidate, measured[i]!.champion)));
   }
   const labels = s.plan.watch?.labels;
   if (s.stage === 'watching' && labels) {
-    const m = await acts.measureLabels({ ...ctx.target(), metric: labels.metric, fromMs, toMs });
+    const m = await measuring.measureLabels({ ...ctx.target(), metric: labels.metric, fromMs, toMs });
     assessments.push(assessLabels(labels, m.candidate, m.champion));
   }
   run.recordChecks(assessments, nowMs());

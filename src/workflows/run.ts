@@ -110,7 +110,11 @@ export class PromotionRun {
 
   /** Asks the promotion to stop; the first request wins, later ones are recorded only. */
   requestStop(stop: StopRequest, nowMs: number, evidence: string[] = []): void {
-    if (this.s.stop || this.done) return;
+    if (this.s.stop || this.done) {
+      const current = this.s.outcome ?? this.s.stop!.outcome;
+      this.decide('stop', stop.by, `${stop.outcome} not applied (already ${current}): ${stop.reason}`, nowMs, evidence);
+      return;
+    }
     this.s.stop = stop;
     this.decide('stop', stop.by, `${stop.outcome}: ${stop.reason}`, nowMs, evidence);
   }
