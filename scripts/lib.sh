@@ -14,8 +14,10 @@ ensure_node_modules() {
   local want
   want="$(sha256sum "$PROMOTE_ROOT/package-lock.json" | cut -d' ' -f1)"
   if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then return 0; fi
-  say "installing npm dependencies (npm ci; first run only, about a minute)..."
-  (cd "$PROMOTE_ROOT" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  say "installing npm dependencies (first run only, about a minute)..."
+  # `npm install --no-save` honours the lock file's versions. Not `npm ci`: npm 11 leaves other
+  # platforms' optional binaries (@swc/core-*) out of the lock and then refuses it as out of sync.
+  (cd "$PROMOTE_ROOT" && npm install --no-save --no-audit --no-fund --loglevel=error >/dev/null)
   echo "$want" >"$stamp"
 }
 
