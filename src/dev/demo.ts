@@ -41,17 +41,25 @@ const say = (line: string) => process.stdout.write(`${line}\n`);
 async function follow(promotions: Promotions, id: string, version: string, onApproval: (s: PromotionStatus) => Promise<void>): Promise<PromotionStatus> {
   let shown = 0;
   let asked = -1;
-  for (;;) {
-    const s = await promotions.status(id);
+  const show = (s: PromotionStatus) => {
     for (const d of s.decisions.slice(shown)) {
       say(`  [${version}] ${d.at.slice(11, 19)} ${d.kind.padEnd(18)} ${d.reason}${d.evidence[0] && d.kind !== 'traffic' ? `  (${d.evidence[0]})` : ''}`);
     }
     shown = s.decisions.length;
+  };
+  for (;;) {
+    const s = await promotions.status(id);
+    show(s);
     if (s.phase === 'awaiting_approval' && s.pendingApproval && s.pendingApproval.step !== asked) {
       asked = s.pendingApproval.step;
       await onApproval(s);
     }
-    if (s.outcome !== null) return s;
+    if (s.outcome !== null) {
+      // The outcome is decided; wait for the workflow to close (its last notification) too.
+      const final = (await promotions.result(id)).status;
+      show(final);
+      return final;
+    }
     await new Promise((r) => setTimeout(r, 500));
   }
 }

@@ -6,7 +6,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { bundleWorkflowCode } from '@temporalio/worker';
+import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
 import { startDevServer } from '../../src/dev/temporal';
 import { freePort, temporalCliPath } from '../helpers/tools';
 
@@ -15,7 +15,7 @@ export default async function globalSetup(): Promise<void> {
   const port = await freePort();
   const server = await startDevServer({ cliPath: temporalCliPath(), port, logFile: join(dir, 'temporal.log') });
   (globalThis as Record<string, unknown>).__PROMOTE_DEV_SERVER__ = server;
-  const { code } = await bundleWorkflowCode({ workflowsPath: require.resolve('../../src/workflows'), logger: undefined });
+  const { code } = await bundleWorkflowCode({ workflowsPath: require.resolve('../../src/workflows'), logger: new DefaultLogger('WARN') });
   const bundlePath = join(dir, 'workflows-bundle.js');
   writeFileSync(bundlePath, code);
   process.env.PROMOTE_TEST_ADDRESS = server.address;

@@ -188,7 +188,8 @@ export class TrafficDriver {
     const failed = this.rand() < b.errorRate;
     this.metrics.observe(model, version, now, latency, failed);
     if (failed) return { score: null };
-    const noise = gaussian(seededRandom(`${version}:${entity}`));
+    // Per-version noise on the entity's score: versions disagree a little even when equally good.
+    const noise = 0.5 * gaussian(seededRandom(`${version}:${entity}`));
     const logit = b.signal * latent(entity) + b.scoreShift + noise;
     return { score: 1 / (1 + Math.exp(-logit)) };
   }
