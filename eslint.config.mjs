@@ -4,9 +4,32 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 const nodeBuiltins = [
-  'assert', 'buffer', 'child_process', 'cluster', 'crypto', 'dgram', 'dns', 'events', 'fs', 'fs/promises',
-  'http', 'https', 'net', 'os', 'path', 'process', 'readline', 'stream', 'timers', 'tls', 'url', 'util',
-  'v8', 'vm', 'worker_threads', 'zlib',
+  'assert',
+  'buffer',
+  'child_process',
+  'cluster',
+  'crypto',
+  'dgram',
+  'dns',
+  'events',
+  'fs',
+  'fs/promises',
+  'http',
+  'https',
+  'net',
+  'os',
+  'path',
+  'process',
+  'readline',
+  'stream',
+  'timers',
+  'tls',
+  'url',
+  'util',
+  'v8',
+  'vm',
+  'worker_threads',
+  'zlib',
 ];
 
 export default tseslint.config(
@@ -19,7 +42,10 @@ export default tseslint.config(
       '@typescript-eslint/no-floating-promises': 'error',
       '@typescript-eslint/no-misused-promises': 'error',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
-      '@typescript-eslint/restrict-template-expressions': ['error', { allowNumber: true, allowBoolean: true }],
+      '@typescript-eslint/restrict-template-expressions': [
+        'error',
+        { allowNumber: true, allowBoolean: true },
+      ],
     },
   },
   {
@@ -39,10 +65,12 @@ export default tseslint.config(
         'error',
         {
           paths: [
-            ...nodeBuiltins.flatMap((m) => [m, `node:${m}`]).map((name) => ({
-              name,
-              message: 'Workflow code must be deterministic: no Node built-ins (do I/O in an activity).',
-            })),
+            ...nodeBuiltins
+              .flatMap((m) => [m, `node:${m}`])
+              .map((name) => ({
+                name,
+                message: 'Workflow code must be deterministic: no Node built-ins (do I/O in an activity).',
+              })),
             { name: 'pino', message: 'Use the workflow logger from @temporalio/workflow.' },
             { name: 'yaml', message: 'Parse the plan before starting the workflow.' },
             { name: '@temporalio/activity', message: 'Activities run in the worker, not the workflow.' },
@@ -50,8 +78,14 @@ export default tseslint.config(
             { name: '@temporalio/worker', message: 'Workflows cannot use the worker.' },
           ],
           patterns: [
-            { group: ['../activities/*', '!../activities/types'], message: 'Import activity types only (import type).' },
-            { group: ['../providers/*', '../worker/*', '../client/*'], message: 'Workflows cannot import I/O code.' },
+            {
+              group: ['../activities/*', '!../activities/types'],
+              message: 'Import activity types only (import type).',
+            },
+            {
+              group: ['../providers/*', '../worker/*', '../client/*'],
+              message: 'Workflows cannot import I/O code.',
+            },
           ],
         },
       ],

@@ -22,7 +22,11 @@ export class ActivityContext {
 }
 
 /** Logs with the promotion's identity on every line (the SDK adds workflow and activity ids). */
-export function log(target: { model: string; candidate?: string }, message: string, extra: Record<string, unknown> = {}): void {
+export function log(
+  target: { model: string; candidate?: string },
+  message: string,
+  extra: Record<string, unknown> = {},
+): void {
   Context.current().log.info(message, { model: target.model, version: target.candidate, ...extra });
 }
 

@@ -5,12 +5,21 @@ import { guard, log, type ActivityContext } from './context';
 
 export function policyActivities(ctx: ActivityContext) {
   return {
-    async getPolicy(input: { model: string; version: string; refs: ProviderRefs }): Promise<PolicyThresholds | null> {
+    async getPolicy(input: {
+      model: string;
+      version: string;
+      refs: ProviderRefs;
+    }): Promise<PolicyThresholds | null> {
       return guard(() => ctx.providers(input.refs).policy.get(input.model, input.version));
     },
 
     /** Sets (or, for null, removes) a version's decision thresholds. Idempotent. */
-    async setPolicy(input: { model: string; version: string; thresholds: PolicyThresholds | null; refs: ProviderRefs }): Promise<void> {
+    async setPolicy(input: {
+      model: string;
+      version: string;
+      thresholds: PolicyThresholds | null;
+      refs: ProviderRefs;
+    }): Promise<void> {
       return guard(async () => {
         await ctx.providers(input.refs).policy.set(input.model, input.version, input.thresholds);
         log({ model: input.model, candidate: input.version }, 'policy set', { thresholds: input.thresholds });

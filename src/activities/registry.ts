@@ -6,16 +6,25 @@ import { guard, log, type ActivityContext } from './context';
 export function registryActivities(ctx: ActivityContext) {
   return {
     /** Checks the candidate exists and finds the champion by alias. */
-    async resolveVersions(input: { model: string; candidate: string; championAlias: string; refs: ProviderRefs }): Promise<{ champion: string }> {
+    async resolveVersions(input: {
+      model: string;
+      candidate: string;
+      championAlias: string;
+      refs: ProviderRefs;
+    }): Promise<{ champion: string }> {
       return guard(async () => {
         const { registry } = ctx.providers(input.refs);
         await registry.getVersion(input.model, input.candidate);
         const champion = await registry.getAlias(input.model, input.championAlias);
         if (!champion) {
-          throw new NotFoundError(`model ${input.model} has no version with alias ${input.championAlias}: there is no champion to promote against`);
+          throw new NotFoundError(
+            `model ${input.model} has no version with alias ${input.championAlias}: there is no champion to promote against`,
+          );
         }
         if (champion === input.candidate) {
-          throw new ConflictError(`${input.model} version ${input.candidate} is already the ${input.championAlias}`);
+          throw new ConflictError(
+            `${input.model} version ${input.candidate} is already the ${input.championAlias}`,
+          );
         }
         log(input, 'versions resolved', { champion });
         return { champion };
@@ -27,14 +36,26 @@ export function registryActivities(ctx: ActivityContext) {
     },
 
     /** Points an alias at a version (or deletes it for null). Idempotent. */
-    async setAlias(input: { model: string; alias: string; version: string | null; refs: ProviderRefs }): Promise<void> {
+    async setAlias(input: {
+      model: string;
+      alias: string;
+      version: string | null;
+      refs: ProviderRefs;
+    }): Promise<void> {
       return guard(async () => {
         await ctx.providers(input.refs).registry.setAlias(input.model, input.alias, input.version);
-        log({ model: input.model, candidate: input.version ?? undefined }, 'alias set', { alias: input.alias });
+        log({ model: input.model, candidate: input.version ?? undefined }, 'alias set', {
+          alias: input.alias,
+        });
       });
     },
 
-    async tagVersion(input: { model: string; version: string; tags: Record<string, string>; refs: ProviderRefs }): Promise<void> {
+    async tagVersion(input: {
+      model: string;
+      version: string;
+      tags: Record<string, string>;
+      refs: ProviderRefs;
+    }): Promise<void> {
       return guard(() => ctx.providers(input.refs).registry.setTags(input.model, input.version, input.tags));
     },
   };

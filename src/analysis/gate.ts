@@ -11,10 +11,17 @@ import { fmt, type Assessment, type Measurement } from './types';
 export function assessGate(gate: Gate, candidate: Measurement, champion?: Measurement): Assessment {
   const name = gate.metric ?? gate.check ?? 'gate';
   const subject = `gate ${name}`;
-  const base = { subject, candidate: candidate.value, champion: champion?.value ?? null, samples: candidate.samples };
+  const base = {
+    subject,
+    candidate: candidate.value,
+    champion: champion?.value ?? null,
+    samples: candidate.samples,
+  };
   const detail = candidate.detail ? `: ${candidate.detail}` : '';
-  if (candidate.phase === 'Error') return { ...base, verdict: 'Error', evidence: `measuring failed: ${candidate.error ?? ''}` };
-  if (candidate.value === null) return { ...base, verdict: 'NoData', evidence: `no value for ${name}${detail}` };
+  if (candidate.phase === 'Error')
+    return { ...base, verdict: 'Error', evidence: `measuring failed: ${candidate.error ?? ''}` };
+  if (candidate.value === null)
+    return { ...base, verdict: 'NoData', evidence: `no value for ${name}${detail}` };
   if (gate.check !== undefined) {
     return candidate.value === 1
       ? { ...base, verdict: 'Pass', evidence: `${name} compatible${detail}` }
@@ -42,6 +49,7 @@ export function assessGate(gate: Gate, candidate: Measurement, champion?: Measur
       };
     }
   }
-  const vs = champion?.value !== undefined && champion.value !== null ? ` (champion ${fmt(champion.value)})` : '';
+  const vs =
+    champion?.value !== undefined && champion.value !== null ? ` (champion ${fmt(champion.value)})` : '';
   return { ...base, verdict: 'Pass', evidence: `${name} ${fmt(value)}${vs} within limits` };
 }

@@ -9,12 +9,25 @@ import { fmt, type Assessment, type Measurement } from './types';
 /** Assesses one guardrail rule. `champion` is required only by `relativeIncrease`. */
 export function assessGuardrail(rule: Guardrail, candidate: Measurement, champion?: Measurement): Assessment {
   const subject = `guardrail ${rule.metric}`;
-  const base = { subject, candidate: candidate.value, champion: champion?.value ?? null, samples: candidate.samples };
+  const base = {
+    subject,
+    candidate: candidate.value,
+    champion: champion?.value ?? null,
+    samples: candidate.samples,
+  };
   if (candidate.phase === 'Error') {
-    return { ...base, verdict: 'Error', evidence: `measuring the candidate failed: ${candidate.error ?? 'unknown error'}` };
+    return {
+      ...base,
+      verdict: 'Error',
+      evidence: `measuring the candidate failed: ${candidate.error ?? 'unknown error'}`,
+    };
   }
   if (candidate.samples === 0 || candidate.value === null) {
-    return { ...base, verdict: 'NoData', evidence: `no ${rule.metric} observations for the candidate in the window` };
+    return {
+      ...base,
+      verdict: 'NoData',
+      evidence: `no ${rule.metric} observations for the candidate in the window`,
+    };
   }
   const value = candidate.value;
   const enough = candidate.samples >= rule.minSamples;
@@ -28,7 +41,11 @@ export function assessGuardrail(rule: Guardrail, candidate: Measurement, champio
     // Below minSamples a breach is noise-prone (1 error in 3 requests): Inconclusive, not Fail.
     return enough
       ? { ...base, verdict: 'Fail', evidence: `${breach} (n=${candidate.samples})` }
-      : { ...base, verdict: 'Inconclusive', evidence: `${breach} but only ${candidate.samples} of ${rule.minSamples} required samples` };
+      : {
+          ...base,
+          verdict: 'Inconclusive',
+          evidence: `${breach} but only ${candidate.samples} of ${rule.minSamples} required samples`,
+        };
   }
   const absolute = [
     rule.max !== undefined ? `<= max ${fmt(rule.max)}` : '',
@@ -38,7 +55,11 @@ export function assessGuardrail(rule: Guardrail, candidate: Measurement, champio
     .join(', ');
   if (rule.relativeIncrease === undefined) {
     return enough
-      ? { ...base, verdict: 'Pass', evidence: `${rule.metric} ${fmt(value)} ${absolute} (n=${candidate.samples})` }
+      ? {
+          ...base,
+          verdict: 'Pass',
+          evidence: `${rule.metric} ${fmt(value)} ${absolute} (n=${candidate.samples})`,
+        }
       : {
           ...base,
           verdict: 'Inconclusive',
@@ -57,8 +78,16 @@ function assessRelative(
   enough: boolean,
 ): Assessment {
   const factor = 1 + relativeIncrease;
-  if (!champion || champion.phase === 'Error' || champion.value === null || champion.samples < rule.minSamples) {
-    const why = !champion || champion.phase !== 'Error' ? `only ${champion?.samples ?? 0} champion samples` : champion.error;
+  if (
+    !champion ||
+    champion.phase === 'Error' ||
+    champion.value === null ||
+    champion.samples < rule.minSamples
+  ) {
+    const why =
+      !champion || champion.phase !== 'Error'
+        ? `only ${champion?.samples ?? 0} champion samples`
+        : champion.error;
     return { ...base, verdict: 'Inconclusive', evidence: `no champion baseline for ${rule.metric} (${why})` };
   }
   if (!enough) {
@@ -73,9 +102,24 @@ function assessRelative(
   if (candidate.value <= limit) return { ...base, verdict: 'Pass', evidence: `${head}: within` };
   if (candidate.events !== undefined && champion.events !== undefined) {
     // Rates: a one-sided test so that noise on small counts does not roll back a good candidate.
-    const p = rateExceedsPValue(candidate.events, candidate.samples, champion.events, champion.samples, factor);
-    if (p < rule.alpha) return { ...base, verdict: 'Fail', evidence: `${head}: exceeded, p=${fmt(p)} < alpha ${fmt(rule.alpha)}` };
-    return { ...base, verdict: 'Inconclusive', evidence: `${head}: above the limit but not significant, p=${fmt(p)}` };
+    const p = rateExceedsPValue(
+      candidate.events,
+      candidate.samples,
+      champion.events,
+      champion.samples,
+      factor,
+    );
+    if (p < rule.alpha)
+      return {
+        ...base,
+        verdict: 'Fail',
+        evidence: `${head}: exceeded, p=${fmt(p)} < alpha ${fmt(rule.alpha)}`,
+      };
+    return {
+      ...base,
+      verdict: 'Inconclusive',
+      evidence: `${head}: above the limit but not significant, p=${fmt(p)}`,
+    };
   }
   return { ...base, verdict: 'Fail', evidence: `${head}: exceeded` };
 }

@@ -14,10 +14,22 @@ export interface MetricInfo {
 /** Offline quality and latency metrics, measured on the holdout by the validation gates. */
 export const GATE_METRICS = {
   auc: { unit: 'ratio 0..1', better: 'higher', description: 'ROC AUC on the holdout' },
-  accuracy: { unit: 'ratio 0..1', better: 'higher', description: 'accuracy at the policy threshold on the holdout' },
+  accuracy: {
+    unit: 'ratio 0..1',
+    better: 'higher',
+    description: 'accuracy at the policy threshold on the holdout',
+  },
   log_loss: { unit: 'nats', better: 'lower', description: 'log loss on the holdout' },
-  latency_p50_ms: { unit: 'ms', better: 'lower', description: 'median latency of the staging server under load' },
-  latency_p99_ms: { unit: 'ms', better: 'lower', description: '99th percentile latency of the staging server under load' },
+  latency_p50_ms: {
+    unit: 'ms',
+    better: 'lower',
+    description: 'median latency of the staging server under load',
+  },
+  latency_p99_ms: {
+    unit: 'ms',
+    better: 'lower',
+    description: '99th percentile latency of the staging server under load',
+  },
 } as const satisfies Record<string, MetricInfo>;
 
 /** Live metrics measured per version from served traffic during bakes and the watch. */
@@ -43,10 +55,15 @@ export const GATE_CHECKS = ['feature_schema'] as const;
 export type GateCheck = (typeof GATE_CHECKS)[number];
 
 export function metricInfo(name: string): MetricInfo | undefined {
-  return (GATE_METRICS as Record<string, MetricInfo>)[name] ?? (GUARDRAIL_METRICS as Record<string, MetricInfo>)[name];
+  return (
+    (GATE_METRICS as Record<string, MetricInfo>)[name] ??
+    (GUARDRAIL_METRICS as Record<string, MetricInfo>)[name]
+  );
 }
 
 /** The names of a catalog, as a non-empty tuple for zod enums. */
-export function names<T extends Record<string, unknown>>(catalog: T): [keyof T & string, ...(keyof T & string)[]] {
+export function names<T extends Record<string, unknown>>(
+  catalog: T,
+): [keyof T & string, ...(keyof T & string)[]] {
   return Object.keys(catalog) as [keyof T & string, ...(keyof T & string)[]];
 }

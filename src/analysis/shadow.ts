@@ -28,7 +28,9 @@ export function decisionClass(score: number, thresholds: readonly number[]): num
 export function compareScores(pairs: readonly ScorePair[], thresholds: readonly number[]): ShadowComparison {
   const sorted = [...thresholds].sort((a, b) => a - b);
   if (pairs.length === 0) return { pairs: 0, disagreement: null, scorePsi: null, thresholds: sorted };
-  const differ = pairs.filter((p) => decisionClass(p.champion, sorted) !== decisionClass(p.candidate, sorted)).length;
+  const differ = pairs.filter(
+    (p) => decisionClass(p.champion, sorted) !== decisionClass(p.candidate, sorted),
+  ).length;
   return {
     pairs: pairs.length,
     disagreement: differ / pairs.length,
@@ -43,13 +45,22 @@ export function compareScores(pairs: readonly ScorePair[], thresholds: readonly 
 /** Verdict of the shadow phase against the plan's limits. */
 export function assessShadow(rule: Shadow, comparison: ShadowComparison): Assessment {
   const base = { subject: 'shadow', samples: comparison.pairs };
-  if (comparison.pairs === 0) return { ...base, verdict: 'NoData', evidence: 'no mirrored request pairs to compare' };
+  if (comparison.pairs === 0)
+    return { ...base, verdict: 'NoData', evidence: 'no mirrored request pairs to compare' };
   if (comparison.pairs < rule.minPairs) {
-    return { ...base, verdict: 'Inconclusive', evidence: `only ${comparison.pairs} of ${rule.minPairs} required pairs` };
+    return {
+      ...base,
+      verdict: 'Inconclusive',
+      evidence: `only ${comparison.pairs} of ${rule.minPairs} required pairs`,
+    };
   }
   const facts = `disagreement ${fmt(comparison.disagreement)} at thresholds ${comparison.thresholds.map(fmt).join('/')}, score PSI ${fmt(comparison.scorePsi)}, ${comparison.pairs} pairs`;
   if (rule.maxDisagreement !== undefined && (comparison.disagreement ?? 0) > rule.maxDisagreement) {
-    return { ...base, verdict: 'Fail', evidence: `${facts}: disagreement above max ${fmt(rule.maxDisagreement)}` };
+    return {
+      ...base,
+      verdict: 'Fail',
+      evidence: `${facts}: disagreement above max ${fmt(rule.maxDisagreement)}`,
+    };
   }
   if (rule.maxScorePsi !== undefined && (comparison.scorePsi ?? 0) > rule.maxScorePsi) {
     return { ...base, verdict: 'Fail', evidence: `${facts}: PSI above max ${fmt(rule.maxScorePsi)}` };

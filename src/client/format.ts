@@ -6,7 +6,8 @@ export function formatStatus(s: PromotionStatus): string {
   const lines = [
     `${s.id}  ${s.model} ${s.candidate} (champion ${s.champion ?? '?'})`,
     `phase:    ${s.phase}${s.outcome ? ` (${s.outcome})` : ''}`,
-    `traffic:  ${s.trafficPercent}% on ${s.candidate}` + (s.step.index >= 0 ? `, step ${s.step.index + 1} of ${s.step.total}` : ''),
+    `traffic:  ${s.trafficPercent}% on ${s.candidate}` +
+      (s.step.index >= 0 ? `, step ${s.step.index + 1} of ${s.step.total}` : ''),
   ];
   if (s.reason) lines.push(`reason:   ${s.reason}`);
   if (s.paused) lines.push(`paused:   by ${s.paused.by}: ${s.paused.reason}`);
@@ -41,5 +42,12 @@ export function formatList(rows: ListedPromotion[]): string {
     r.startTime.slice(0, 19).replace('T', ' '),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
-  return [header, ...table].map((row) => row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+  return [header, ...table]
+    .map((row) =>
+      row
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }

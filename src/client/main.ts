@@ -4,7 +4,14 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { Client } from '@temporalio/client';
-import { ConflictError, InvalidInputError, NotAllowedError, NotFoundError, PlanError, formatIssues } from '../common/errors';
+import {
+  ConflictError,
+  InvalidInputError,
+  NotAllowedError,
+  NotFoundError,
+  PlanError,
+  formatIssues,
+} from '../common/errors';
 import { connectClient, connectionSettings } from '../common/connection';
 import { loadPlanFile, planJsonSchema } from '../plan/load';
 import { PHASES } from '../workflows/types';
@@ -23,7 +30,9 @@ async function withPromotions<T>(fn: (p: Promotions) => Promise<T>): Promise<T> 
   try {
     connection = await connectClient(settings);
   } catch (err) {
-    throw new Error(`cannot reach Temporal at ${settings.options.address}: ${(err as Error).message.split('\n')[0]}`);
+    throw new Error(
+      `cannot reach Temporal at ${settings.options.address}: ${(err as Error).message.split('\n')[0]}`,
+    );
   }
   try {
     return await fn(new Promotions(new Client({ connection, namespace: settings.namespace })));
@@ -50,8 +59,14 @@ export function buildCli(): Command {
     .option('--json', 'print the result as JSON')
     .action(async (o: { model: string; version: string; plan: string; as: string; json?: boolean }) => {
       const plan = loadPlanFile(o.plan);
-      const started = await withPromotions((p) => p.start({ model: o.model, version: o.version, plan, startedBy: o.as }));
-      print(o.json ? JSON.stringify(started) : `started ${started.id} (run ${started.runId}, plan ${started.planHash.slice(0, 19)})`);
+      const started = await withPromotions((p) =>
+        p.start({ model: o.model, version: o.version, plan, startedBy: o.as }),
+      );
+      print(
+        o.json
+          ? JSON.stringify(started)
+          : `started ${started.id} (run ${started.runId}, plan ${started.planHash.slice(0, 19)})`,
+      );
     });
 
   program
@@ -69,22 +84,32 @@ export function buildCli(): Command {
     .description('reject the pending step; the promotion rolls back')
     .requiredOption('--as <user>', 'approver')
     .requiredOption('--reason <text>', 'why')
-    .action(async (id: string, o: { as: string; reason: string }) => print((await withPromotions((p) => p.vote(id, 'reject', o.as, o.reason))).message));
+    .action(async (id: string, o: { as: string; reason: string }) =>
+      print((await withPromotions((p) => p.vote(id, 'reject', o.as, o.reason))).message),
+    );
 
   program
     .command('abort <id>')
     .description('abort the promotion; rollback runs at once')
     .requiredOption('--as <user>', 'who aborts')
     .requiredOption('--reason <text>', 'why')
-    .action(async (id: string, o: { as: string; reason: string }) => print((await withPromotions((p) => p.control(id, 'abort', o.as, o.reason))).message));
+    .action(async (id: string, o: { as: string; reason: string }) =>
+      print((await withPromotions((p) => p.control(id, 'abort', o.as, o.reason))).message),
+    );
 
   for (const kind of ['pause', 'resume'] as const) {
     program
       .command(`${kind} <id>`)
-      .description(kind === 'pause' ? 'hold the promotion where it is (guardrails keep running)' : 'continue a paused promotion')
+      .description(
+        kind === 'pause'
+          ? 'hold the promotion where it is (guardrails keep running)'
+          : 'continue a paused promotion',
+      )
       .option('--as <user>', 'who', defaultUser())
       .option('--reason <text>', 'why')
-      .action(async (id: string, o: { as: string; reason?: string }) => print((await withPromotions((p) => p.control(id, kind, o.as, o.reason))).message));
+      .action(async (id: string, o: { as: string; reason?: string }) =>
+        print((await withPromotions((p) => p.control(id, kind, o.as, o.reason))).message),
+      );
   }
 
   program
@@ -119,7 +144,9 @@ export function buildCli(): Command {
 
   program
     .command('demo')
-    .description('run the demo on the embedded stack: one promotion succeeds, one rolls back, one is stopped by a gate')
+    .description(
+      'run the demo on the embedded stack: one promotion succeeds, one rolls back, one is stopped by a gate',
+    )
     .option('--data <dir>', 'data folder (Temporal database, plane state)', '.data')
     .option('--keep', 'keep the stack running after the demo until Ctrl-C')
     .action(async (o: { data: string; keep?: boolean }) => {
@@ -130,13 +157,21 @@ export function buildCli(): Command {
   const dev = program.command('dev').description('the embedded development stack');
   dev
     .command('up')
-    .description('start the Temporal dev server (UI on :8233) and a worker with the in-process plane; Ctrl-C stops both')
+    .description(
+      'start the Temporal dev server (UI on :8233) and a worker with the in-process plane; Ctrl-C stops both',
+    )
     .option('--data <dir>', 'data folder', '.data')
     .option('--traffic <rate>', 'synthetic requests per second per model', '100')
     .action(async (o: { data: string; traffic: string }) => {
       const { startDevStack } = await import('../dev/stack');
-      const stack = await startDevStack({ dataDir: o.data, taskQueue: process.env.PROMOTE_TASK_QUEUE ?? 'promote', trafficRate: Number(o.traffic) });
-      print(`Temporal at ${stack.address}, UI ${stack.uiUrl}; worker on task queue ${process.env.PROMOTE_TASK_QUEUE ?? 'promote'}. Ctrl-C stops.`);
+      const stack = await startDevStack({
+        dataDir: o.data,
+        taskQueue: process.env.PROMOTE_TASK_QUEUE ?? 'promote',
+        trafficRate: Number(o.traffic),
+      });
+      print(
+        `Temporal at ${stack.address}, UI ${stack.uiUrl}; worker on task queue ${process.env.PROMOTE_TASK_QUEUE ?? 'promote'}. Ctrl-C stops.`,
+      );
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve);
         process.once('SIGTERM', resolve);
@@ -169,7 +204,12 @@ export async function runCli(argv: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT.ok : EXIT.invalid;
     if (err instanceof PlanError) {
-      process.stderr.write(`${formatIssues(err.issues).split('\n').map((l) => `${err.source}: ${l}`).join('\n')}\n`);
+      process.stderr.write(
+        `${formatIssues(err.issues)
+          .split('\n')
+          .map((l) => `${err.source}: ${l}`)
+          .join('\n')}\n`,
+      );
       return EXIT.invalid;
     }
     const message = err instanceof Error ? err.message : String(err);

@@ -9,8 +9,24 @@ import {
 import { ConflictError, NotAllowedError, NotFoundError, InvalidInputError } from '../common/errors';
 import type { Plan } from '../plan/schema';
 import { hashPlan } from '../plan/load';
-import { abortSignal, approveUpdate, pauseSignal, rejectUpdate, resumeSignal, statusQuery, type MessageResult } from '../workflows/messages';
-import { CANDIDATE, DEFAULT_TASK_QUEUE, MODEL, OUTCOME, PHASE, TRAFFIC, promotionId } from '../workflows/search';
+import {
+  abortSignal,
+  approveUpdate,
+  pauseSignal,
+  rejectUpdate,
+  resumeSignal,
+  statusQuery,
+  type MessageResult,
+} from '../workflows/messages';
+import {
+  CANDIDATE,
+  DEFAULT_TASK_QUEUE,
+  MODEL,
+  OUTCOME,
+  PHASE,
+  TRAFFIC,
+  promotionId,
+} from '../workflows/search';
 import type { promotionWorkflow } from '../workflows/promotion';
 import type { Decision, PromotionInput, PromotionResult, PromotionStatus } from '../workflows/types';
 
@@ -53,8 +69,14 @@ export class Promotions {
    * running workflow with the same id, so of two concurrent starts exactly one wins.
    */
   async start(opts: StartOptions): Promise<{ id: string; runId: string; planHash: string }> {
-    if (!NAME.test(opts.model)) throw new InvalidInputError(`--model "${opts.model}" is not a valid model name (letters, digits, . _ -)`);
-    if (!NAME.test(opts.version)) throw new InvalidInputError(`--version "${opts.version}" is not a valid version (letters, digits, . _ -)`);
+    if (!NAME.test(opts.model))
+      throw new InvalidInputError(
+        `--model "${opts.model}" is not a valid model name (letters, digits, . _ -)`,
+      );
+    if (!NAME.test(opts.version))
+      throw new InvalidInputError(
+        `--version "${opts.version}" is not a valid version (letters, digits, . _ -)`,
+      );
     const id = promotionId(opts.model);
     const planHash = hashPlan(opts.plan);
     const input: PromotionInput = {
@@ -63,7 +85,9 @@ export class Promotions {
       plan: opts.plan,
       planHash,
       startedBy: opts.startedBy,
-      ...(opts.continueAsNewAfterEvents ? { options: { continueAsNewAfterEvents: opts.continueAsNewAfterEvents } } : {}),
+      ...(opts.continueAsNewAfterEvents
+        ? { options: { continueAsNewAfterEvents: opts.continueAsNewAfterEvents } }
+        : {}),
     };
     try {
       const handle = await this.client.workflow.start<typeof promotionWorkflow>('promotionWorkflow', {
@@ -78,14 +102,22 @@ export class Promotions {
           { key: PHASE, value: 'staging' },
           { key: TRAFFIC, value: 0 },
         ],
-        memo: { model: opts.model, candidate: opts.version, planHash, startedBy: opts.startedBy, description: opts.plan.description ?? '' },
+        memo: {
+          model: opts.model,
+          candidate: opts.version,
+          planHash,
+          startedBy: opts.startedBy,
+          description: opts.plan.description ?? '',
+        },
       });
       return { id, runId: handle.firstExecutionRunId, planHash };
     } catch (err) {
       if (err instanceof WorkflowExecutionAlreadyStartedError) {
         const running = await this.status(id).catch(() => null);
         const what = running ? `candidate ${running.candidate}, ${running.phase}` : 'running';
-        throw new ConflictError(`a promotion of ${opts.model} is already running: ${id} (${what}); wait for it or abort it first`);
+        throw new ConflictError(
+          `a promotion of ${opts.model} is already running: ${id} (${what}); wait for it or abort it first`,
+        );
       }
       throw err;
     }
@@ -101,7 +133,7 @@ export class Promotions {
     try {
       const description = await handle.describe();
       if (description.status.name === 'RUNNING') return await handle.query(statusQuery);
-      if (description.status.name === 'COMPLETED') return ((await handle.result())).status;
+      if (description.status.name === 'COMPLETED') return (await handle.result()).status;
       // Failed or terminated runs cannot answer from a result; a query replays their history.
       return await handle.query(statusQuery);
     } catch (err) {
@@ -111,7 +143,7 @@ export class Promotions {
   }
 
   async result(id: string): Promise<PromotionResult> {
-    return (await this.handle(id).result());
+    return await this.handle(id).result();
   }
 
   /** Approve or reject through an update: the answer says at once whether the vote counted. */
@@ -123,9 +155,10 @@ export class Promotions {
         : await handle.executeUpdate(rejectUpdate, { args: [{ by, reason: text ?? '' }] });
     } catch (err) {
       if (err instanceof WorkflowUpdateFailedError) {
-        throw new NotAllowedError((err.cause)?.message ?? err.message);
+        throw new NotAllowedError(err.cause?.message ?? err.message);
       }
-      if (err instanceof WorkflowNotFoundError) throw new NotFoundError(`no running promotion ${resolveId(id)}`);
+      if (err instanceof WorkflowNotFoundError)
+        throw new NotFoundError(`no running promotion ${resolveId(id)}`);
       throw err;
     }
   }
@@ -134,28 +167,48 @@ export class Promotions {
    * Abort, pause or resume through a signal (what the Temporal UI sends too), then read the
    * decision log to tell whether the workflow accepted it.
    */
-  async control(id: string, kind: 'abort' | 'pause' | 'resume', by: string, reason?: string): Promise<MessageResult> {
+  async control(
+    id: string,
+    kind: 'abort' | 'pause' | 'resume',
+    by: string,
+    reason?: string,
+  ): Promise<MessageResult> {
     const handle = this.handle(id);
     const before = await this.status(id);
-    if (before.outcome !== null) throw new NotAllowedError(`${resolveId(id)} has already completed (${before.outcome})`);
+    if (before.outcome !== null)
+      throw new NotAllowedError(`${resolveId(id)} has already completed (${before.outcome})`);
     try {
       if (kind === 'abort') await handle.signal(abortSignal, { by, reason: reason ?? '' });
-      else await handle.signal(kind === 'pause' ? pauseSignal : resumeSignal, { by, ...(reason ? { reason } : {}) });
+      else
+        await handle.signal(kind === 'pause' ? pauseSignal : resumeSignal, {
+          by,
+          ...(reason ? { reason } : {}),
+        });
     } catch (err) {
-      if (err instanceof WorkflowNotFoundError) throw new NotFoundError(`no running promotion ${resolveId(id)}`);
+      if (err instanceof WorkflowNotFoundError)
+        throw new NotFoundError(`no running promotion ${resolveId(id)}`);
       throw err;
     }
     const expected = kind === 'abort' ? 'abort' : kind === 'pause' ? 'paused' : 'resumed';
     const deadline = Date.now() + 10_000;
     for (;;) {
       const after = await this.status(id);
-      const fresh = after.decisions.slice(before.decisions.length - after.decisionsDropped + before.decisionsDropped);
-      const answer = fresh.find((d: Decision) => d.by === by && (d.kind === expected || (d.kind === 'refused' && d.reason.startsWith(kind))));
+      const fresh = after.decisions.slice(
+        before.decisions.length - after.decisionsDropped + before.decisionsDropped,
+      );
+      const answer = fresh.find(
+        (d: Decision) =>
+          d.by === by && (d.kind === expected || (d.kind === 'refused' && d.reason.startsWith(kind))),
+      );
       if (answer) {
         if (answer.kind === 'refused') throw new NotAllowedError(answer.reason.replace(/^\w+ refused: /, ''));
-        return { accepted: true, message: answer.kind === 'abort' ? 'abort accepted; rolling back' : answer.kind };
+        return {
+          accepted: true,
+          message: answer.kind === 'abort' ? 'abort accepted; rolling back' : answer.kind,
+        };
       }
-      if (Date.now() > deadline) return { accepted: true, message: `${kind} signal sent (not yet acknowledged)` };
+      if (Date.now() > deadline)
+        return { accepted: true, message: `${kind} signal sent (not yet acknowledged)` };
       await new Promise((r) => setTimeout(r, 200));
     }
   }

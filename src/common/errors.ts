@@ -21,7 +21,9 @@ export class PlanError extends PromoteError {
     readonly source: string,
     readonly issues: Issue[],
   ) {
-    super(`${source}: ${issues.length} problem${issues.length === 1 ? '' : 's'}: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`);
+    super(
+      `${source}: ${issues.length} problem${issues.length === 1 ? '' : 's'}: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`,
+    );
   }
 }
 

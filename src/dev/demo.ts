@@ -23,9 +23,27 @@ const FEATURES = [
 /** v1 champion; v2 better; v3 errors under load (behaviour.errorRate, the explicit knob); v4 new inputs. */
 export function seedDemo(plane: InProcessPlane): void {
   const base = { model: DEMO_MODEL, holdoutRows: 4000 };
-  plane.registerVersion({ ...base, version: 'v1', inputs: FEATURES, offline: { auc: 0.85, log_loss: 0.41 }, behaviour: { signal: 1.4, latencyMs: 9 } });
-  plane.registerVersion({ ...base, version: 'v2', inputs: FEATURES, offline: { auc: 0.88, log_loss: 0.37 }, behaviour: { signal: 1.8, latencyMs: 8 } });
-  plane.registerVersion({ ...base, version: 'v3', inputs: FEATURES, offline: { auc: 0.87, log_loss: 0.39 }, behaviour: { signal: 1.7, latencyMs: 12, errorRate: 0.12 } });
+  plane.registerVersion({
+    ...base,
+    version: 'v1',
+    inputs: FEATURES,
+    offline: { auc: 0.85, log_loss: 0.41 },
+    behaviour: { signal: 1.4, latencyMs: 9 },
+  });
+  plane.registerVersion({
+    ...base,
+    version: 'v2',
+    inputs: FEATURES,
+    offline: { auc: 0.88, log_loss: 0.37 },
+    behaviour: { signal: 1.8, latencyMs: 8 },
+  });
+  plane.registerVersion({
+    ...base,
+    version: 'v3',
+    inputs: FEATURES,
+    offline: { auc: 0.87, log_loss: 0.39 },
+    behaviour: { signal: 1.7, latencyMs: 12, errorRate: 0.12 },
+  });
   plane.registerVersion({
     ...base,
     version: 'v4',
@@ -38,12 +56,19 @@ export function seedDemo(plane: InProcessPlane): void {
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
 
-async function follow(promotions: Promotions, id: string, version: string, onApproval: (s: PromotionStatus) => Promise<void>): Promise<PromotionStatus> {
+async function follow(
+  promotions: Promotions,
+  id: string,
+  version: string,
+  onApproval: (s: PromotionStatus) => Promise<void>,
+): Promise<PromotionStatus> {
   let shown = 0;
   let asked = -1;
   const show = (s: PromotionStatus) => {
     for (const d of s.decisions.slice(shown)) {
-      say(`  [${version}] ${d.at.slice(11, 19)} ${d.kind.padEnd(18)} ${d.reason}${d.evidence[0] && d.kind !== 'traffic' ? `  (${d.evidence[0]})` : ''}`);
+      say(
+        `  [${version}] ${d.at.slice(11, 19)} ${d.kind.padEnd(18)} ${d.reason}${d.evidence[0] && d.kind !== 'traffic' ? `  (${d.evidence[0]})` : ''}`,
+      );
     }
     shown = s.decisions.length;
   };
@@ -74,7 +99,12 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   // The demo owns its in-process plane: a fresh one each run, so v1 is the champion again.
   const stateDir = join(dataDir, 'demo-inprocess');
   rmSync(stateDir, { recursive: true, force: true });
-  const stack: DevStack = await startDevStack({ dataDir, taskQueue: 'promote-demo', trafficRate: 200, stateDir });
+  const stack: DevStack = await startDevStack({
+    dataDir,
+    taskQueue: 'promote-demo',
+    trafficRate: 200,
+    stateDir,
+  });
   const stop = () => {
     say('\nstopping...');
     void stack.stop().then(() => process.exit(130));
@@ -105,12 +135,21 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     }
     say('\n== summary');
     for (const { version, status } of results) {
-      const reached = status.step.index >= 0 ? `reached step ${status.step.index + 1} of ${status.step.total}` : 'no live traffic';
-      say(`${DEMO_MODEL} ${version}: ${status.outcome} (${reached}) - ${status.reason ?? `${version} is the champion`}`);
+      const reached =
+        status.step.index >= 0
+          ? `reached step ${status.step.index + 1} of ${status.step.total}`
+          : 'no live traffic';
+      say(
+        `${DEMO_MODEL} ${version}: ${status.outcome} (${reached}) - ${status.reason ?? `${version} is the champion`}`,
+      );
     }
     const route = await stack.plane.getRoute(DEMO_MODEL);
-    say(`traffic now: ${JSON.stringify(route?.weights)}; champion alias: ${await stack.plane.getAlias(DEMO_MODEL, 'champion')}`);
-    say(`Temporal UI: ${stack.uiUrl}/namespaces/default/workflows?query=PromotionModel%3D%22${DEMO_MODEL}%22`);
+    say(
+      `traffic now: ${JSON.stringify(route?.weights)}; champion alias: ${await stack.plane.getAlias(DEMO_MODEL, 'champion')}`,
+    );
+    say(
+      `Temporal UI: ${stack.uiUrl}/namespaces/default/workflows?query=PromotionModel%3D%22${DEMO_MODEL}%22`,
+    );
     const ok = results.every((r) => r.status.outcome === r.expected);
     if (!ok) say('unexpected outcome: see the decisions above');
     if (opts.keep) {

@@ -53,10 +53,17 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
     await ensureSearchAttributes(connection, 'default');
   } else {
     const cliPath = process.env.TEMPORAL_CLI_PATH;
-    if (!cliPath) throw new Error('TEMPORAL_CLI_PATH is not set (bin/promote sets it after installing the Temporal CLI)');
+    if (!cliPath)
+      throw new Error('TEMPORAL_CLI_PATH is not set (bin/promote sets it after installing the Temporal CLI)');
     const dbFile = resolve(opts.dataDir, 'temporal', 'temporal.db');
     process.stderr.write(`promote: starting the Temporal dev server (${dbFile}, UI on :${uiPort})...\n`);
-    server = await startDevServer({ cliPath, port, uiPort, dbFile, logFile: join(opts.dataDir, 'temporal', 'server.log') });
+    server = await startDevServer({
+      cliPath,
+      port,
+      uiPort,
+      dbFile,
+      logFile: join(opts.dataDir, 'temporal', 'server.log'),
+    });
     connection = await Connection.connect({ address });
   }
   const stack = inProcessStack({
@@ -65,7 +72,13 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
     traffic: { ratePerSec: opts.trafficRate },
   });
   const native = await NativeConnection.connect({ address });
-  const worker = await createPromotionWorker({ connection: native, namespace: 'default', taskQueue: opts.taskQueue, catalog: stack.catalog, shutdownGraceTime: '5s' });
+  const worker = await createPromotionWorker({
+    connection: native,
+    namespace: 'default',
+    taskQueue: opts.taskQueue,
+    catalog: stack.catalog,
+    shutdownGraceTime: '5s',
+  });
   const running = worker.run();
   const client = new Client({ connection, namespace: 'default' });
   let stopped = false;

@@ -10,7 +10,15 @@ import { Connection } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { SEARCH_ATTRIBUTES } from '../workflows/search';
 
-const TYPE_NAMES: Record<string, string> = { KEYWORD: 'Keyword', INT: 'Int', TEXT: 'Text', BOOL: 'Bool', DOUBLE: 'Double', DATETIME: 'Datetime', KEYWORD_LIST: 'KeywordList' };
+const TYPE_NAMES: Record<string, string> = {
+  KEYWORD: 'Keyword',
+  INT: 'Int',
+  TEXT: 'Text',
+  BOOL: 'Bool',
+  DOUBLE: 'Double',
+  DATETIME: 'Datetime',
+  KEYWORD_LIST: 'KeywordList',
+};
 const PROTO_TYPES: Record<string, temporal.api.enums.v1.IndexedValueType> = {
   KEYWORD: temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
   INT: temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_INT,
@@ -40,7 +48,18 @@ export interface DevServer {
 export async function startDevServer(opts: DevServerOptions): Promise<DevServer> {
   const ip = opts.ip ?? '127.0.0.1';
   const namespace = opts.namespace ?? 'default';
-  const args = ['server', 'start-dev', '--ip', ip, '--port', String(opts.port), '--namespace', namespace, '--log-level', 'warn'];
+  const args = [
+    'server',
+    'start-dev',
+    '--ip',
+    ip,
+    '--port',
+    String(opts.port),
+    '--namespace',
+    namespace,
+    '--log-level',
+    'warn',
+  ];
   if (opts.uiPort) args.push('--ui-port', String(opts.uiPort));
   else args.push('--headless');
   if (opts.dbFile) {
@@ -68,7 +87,11 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
   };
 }
 
-async function waitForServer(address: string, exited: () => string | null, logFile?: string): Promise<Connection> {
+async function waitForServer(
+  address: string,
+  exited: () => string | null,
+  logFile?: string,
+): Promise<Connection> {
   const deadline = Date.now() + 60_000;
   for (;;) {
     const why = exited();
@@ -78,7 +101,8 @@ async function waitForServer(address: string, exited: () => string | null, logFi
       await connection.workflowService.getSystemInfo({});
       return connection;
     } catch (err) {
-      if (Date.now() > deadline) throw new Error(`the Temporal dev server at ${address} did not answer within 60s: ${String(err)}`);
+      if (Date.now() > deadline)
+        throw new Error(`the Temporal dev server at ${address} did not answer within 60s: ${String(err)}`);
       await new Promise((r) => setTimeout(r, 250));
     }
   }

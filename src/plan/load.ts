@@ -15,7 +15,8 @@ export function parsePlanText(text: string, source: string): Plan {
       source,
       document.errors.map((e) => ({
         path: e.linePos ? `line ${e.linePos[0].line}, column ${e.linePos[0].col}` : '(document)',
-        message: e.message.split('\n')[0] ?? e.message,
+        // The position is in the path; the pretty message repeats it after the text.
+        message: (e.message.split('\n')[0] ?? e.message).replace(/ at line \d+, column \d+:?$/, ''),
       })),
     );
   }
@@ -29,7 +30,9 @@ export function loadPlanFile(file: string): Plan {
     text = readFileSync(file, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new PlanError(file, [{ path: '(file)', message: code === 'ENOENT' ? 'no such file' : `cannot read: ${code ?? String(err)}` }]);
+    throw new PlanError(file, [
+      { path: '(file)', message: code === 'ENOENT' ? 'no such file' : `cannot read: ${code ?? String(err)}` },
+    ]);
   }
   return parsePlanText(text, file);
 }

@@ -14,7 +14,10 @@ const duration = (what: string) =>
     .meta({ pattern: DURATION_PATTERN });
 
 const ratio = (what: string) => z.number().min(0).max(1).describe(`${what} (ratio 0..1).`);
-const userName = z.string().min(1).regex(/^[A-Za-z0-9._@-]+$/, 'user names are letters, digits and . _ @ -');
+const userName = z
+  .string()
+  .min(1)
+  .regex(/^[A-Za-z0-9._@-]+$/, 'user names are letters, digits and . _ @ -');
 
 /** Provider types known to this build; an unknown type is a validation error, never a fallback. */
 export const REGISTRY_TYPES = ['inprocess'] as const;
@@ -25,7 +28,11 @@ export const NOTIFY_TYPES = ['log'] as const;
 export const registrySchema = z
   .strictObject({
     type: z.enum(REGISTRY_TYPES).default('inprocess').describe('Model registry provider. Default inprocess.'),
-    championAlias: z.string().min(1).default('champion').describe('Alias naming the live version. Default champion.'),
+    championAlias: z
+      .string()
+      .min(1)
+      .default('champion')
+      .describe('Alias naming the live version. Default champion.'),
     challengerAlias: z
       .string()
       .min(1)
@@ -36,27 +43,46 @@ export const registrySchema = z
 
 export const servingSchema = z
   .strictObject({
-    type: z.enum(SERVING_TYPES).default('inprocess').describe('Serving and traffic provider. Default inprocess.'),
+    type: z
+      .enum(SERVING_TYPES)
+      .default('inprocess')
+      .describe('Serving and traffic provider. Default inprocess.'),
   })
   .describe('Where versions are deployed and traffic is routed.');
 
 export const metricsSchema = z
   .strictObject({
-    type: z.enum(METRICS_TYPES).default('inprocess').describe('Source of live measurements. Default inprocess.'),
+    type: z
+      .enum(METRICS_TYPES)
+      .default('inprocess')
+      .describe('Source of live measurements. Default inprocess.'),
   })
   .describe('Where guardrail measurements come from.');
 
 export const notifySchema = z
   .strictObject({
-    type: z.enum(NOTIFY_TYPES).default('log').describe('Notifier: log writes a structured log line. Default log.'),
+    type: z
+      .enum(NOTIFY_TYPES)
+      .default('log')
+      .describe('Notifier: log writes a structured log line. Default log.'),
   })
   .describe('Where promotion events are announced.');
 
 export const gateSchema = z
   .strictObject({
-    metric: z.enum(names(GATE_METRICS)).optional().describe('Offline metric to measure (one of metric or check).'),
-    check: z.enum(GATE_CHECKS).optional().describe('A named check instead of a metric (one of metric or check).'),
-    dataset: z.string().min(1).default('holdout').describe('Dataset the metric is measured on. Default holdout.'),
+    metric: z
+      .enum(names(GATE_METRICS))
+      .optional()
+      .describe('Offline metric to measure (one of metric or check).'),
+    check: z
+      .enum(GATE_CHECKS)
+      .optional()
+      .describe('A named check instead of a metric (one of metric or check).'),
+    dataset: z
+      .string()
+      .min(1)
+      .default('holdout')
+      .describe('Dataset the metric is measured on. Default holdout.'),
     min: z.number().optional().describe('Lowest acceptable value of the candidate (metric units).'),
     max: z.number().optional().describe('Highest acceptable value of the candidate (metric units).'),
     maxRegressionVsChampion: z
@@ -76,11 +102,23 @@ export const shadowSchema = z
       .max(1)
       .default(1)
       .describe('Fraction of live requests mirrored to the candidate (0 < rate <= 1). Default 1.'),
-    maxDisagreement: ratio('Largest allowed fraction of requests whose decision at the policy threshold differs').optional(),
-    maxScorePsi: z.number().min(0).optional().describe('Largest allowed population stability index of the scores.'),
-    minPairs: z.int().min(1).default(100).describe('Fewest compared request pairs for a verdict. Default 100.'),
+    maxDisagreement: ratio(
+      'Largest allowed fraction of requests whose decision at the policy threshold differs',
+    ).optional(),
+    maxScorePsi: z
+      .number()
+      .min(0)
+      .optional()
+      .describe('Largest allowed population stability index of the scores.'),
+    minPairs: z
+      .int()
+      .min(1)
+      .default(100)
+      .describe('Fewest compared request pairs for a verdict. Default 100.'),
   })
-  .describe('Shadow mode: the candidate sees mirrored traffic; its predictions are compared with the champion.');
+  .describe(
+    'Shadow mode: the candidate sees mirrored traffic; its predictions are compared with the champion.',
+  );
 
 export const approvalSchema = z
   .strictObject({
@@ -90,13 +128,19 @@ export const approvalSchema = z
     onTimeout: z
       .enum(['abort', 'pause'])
       .default('abort')
-      .describe('On timeout: abort rolls back; pause waits for a human (resume re-opens the approval). Default abort.'),
+      .describe(
+        'On timeout: abort rolls back; pause waits for a human (resume re-opens the approval). Default abort.',
+      ),
   })
   .describe('Human approval required before traffic moves to this step.');
 
 export const stepSchema = z
   .strictObject({
-    traffic: z.int().min(1).max(100).describe('Percent of live traffic on the candidate at this step (1..100).'),
+    traffic: z
+      .int()
+      .min(1)
+      .max(100)
+      .describe('Percent of live traffic on the candidate at this step (1..100).'),
     bake: duration('How long to hold this step while guardrails are checked').default('0s'),
     approval: approvalSchema.optional(),
   })
@@ -134,7 +178,11 @@ export const guardrailSchema = z
       .lt(0.5)
       .default(0.05)
       .describe('Significance level for comparisons with the champion (error_rate). Default 0.05.'),
-    minSamples: z.int().min(1).default(100).describe('Fewest requests for a verdict; below it, Inconclusive. Default 100.'),
+    minSamples: z
+      .int()
+      .min(1)
+      .default(100)
+      .describe('Fewest requests for a verdict; below it, Inconclusive. Default 100.'),
   })
   .describe('A live guardrail checked during every bake, approval wait and the watch.');
 
@@ -145,11 +193,15 @@ export const analysisSchema = z
       .int()
       .min(0)
       .default(1)
-      .describe('Times a bake is extended (by its own length) when guardrails are not all Pass at its end. Default 1.'),
+      .describe(
+        'Times a bake is extended (by its own length) when guardrails are not all Pass at its end. Default 1.',
+      ),
     onInconclusive: z
       .enum(['rollback', 'pause'])
       .default('pause')
-      .describe('After the extensions, Inconclusive or Error: pause for a human, or roll back. Default pause.'),
+      .describe(
+        'After the extensions, Inconclusive or Error: pause for a human, or roll back. Default pause.',
+      ),
     onNoData: z
       .enum(['rollback', 'pause'])
       .default('rollback')
@@ -175,7 +227,10 @@ export const watchSchema = z
     labels: z
       .strictObject({
         metric: z.enum(names(LABEL_METRICS)).describe('Quality metric from delayed labels.'),
-        maxRegression: z.number().min(0).describe('Largest allowed regression against the champion (metric units).'),
+        maxRegression: z
+          .number()
+          .min(0)
+          .describe('Largest allowed regression against the champion (metric units).'),
         minLabels: z.int().min(1).default(500).describe('Fewest labels for a verdict. Default 500.'),
       })
       .optional()
@@ -196,9 +251,16 @@ export const policySchema = z
 
 export const planSchema = z
   .strictObject({
-    apiVersion: z.literal('promote/v1').default('promote/v1').describe('Plan format version. Default promote/v1.'),
+    apiVersion: z
+      .literal('promote/v1')
+      .default('promote/v1')
+      .describe('Plan format version. Default promote/v1.'),
     description: z.string().optional().describe('Free text shown in status.'),
-    registry: registrySchema.default({ type: 'inprocess', championAlias: 'champion', challengerAlias: 'challenger' }),
+    registry: registrySchema.default({
+      type: 'inprocess',
+      championAlias: 'champion',
+      challengerAlias: 'challenger',
+    }),
     serving: servingSchema.default({ type: 'inprocess' }),
     metrics: metricsSchema.default({ type: 'inprocess' }),
     notify: notifySchema.default({ type: 'log' }),

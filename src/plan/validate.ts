@@ -25,7 +25,8 @@ function zodIssues(error: z.ZodError): Issue[] {
 }
 
 type Loose = Record<string, unknown>;
-const obj = (v: unknown): Loose | undefined => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Loose) : undefined);
+const obj = (v: unknown): Loose | undefined =>
+  v && typeof v === 'object' && !Array.isArray(v) ? (v as Loose) : undefined;
 const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
 const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
 
@@ -44,7 +45,10 @@ export function crossFieldIssues(doc: unknown): Issue[] {
     const step = obj(raw);
     const traffic = num(step?.traffic);
     if (traffic !== undefined && previous !== undefined && traffic <= previous) {
-      add(`canary.steps[${i}].traffic`, `traffic must be strictly greater than the previous step's (${previous})`);
+      add(
+        `canary.steps[${i}].traffic`,
+        `traffic must be strictly greater than the previous step's (${previous})`,
+      );
     }
     if (traffic !== undefined) previous = traffic;
     const approval = obj(step?.approval);
@@ -52,11 +56,15 @@ export function crossFieldIssues(doc: unknown): Issue[] {
       const approvers = arr(approval.approvers);
       const required = num(approval.required) ?? 1;
       if (approvers.length > 0 && (required < 1 || required > approvers.length)) {
-        add(`canary.steps[${i}].approval.required`, `required must be between 1 and the number of approvers (${approvers.length})`);
+        add(
+          `canary.steps[${i}].approval.required`,
+          `required must be between 1 and the number of approvers (${approvers.length})`,
+        );
       }
       const seen = new Set<unknown>();
       approvers.forEach((a, j) => {
-        if (seen.has(a)) add(`canary.steps[${i}].approval.approvers[${j}]`, `approver "${String(a)}" is listed twice`);
+        if (seen.has(a))
+          add(`canary.steps[${i}].approval.approvers[${j}]`, `approver "${String(a)}" is listed twice`);
         seen.add(a);
       });
     }
@@ -79,7 +87,8 @@ export function crossFieldIssues(doc: unknown): Issue[] {
     if (hasCheck && limits.length > 0) add(`gates[${i}].${limits[0]}`, 'a check gate takes no limits');
     const min = num(gate.min);
     const max = num(gate.max);
-    if (min !== undefined && max !== undefined && min > max) add(`gates[${i}].min`, `min (${min}) is above max (${max})`);
+    if (min !== undefined && max !== undefined && min > max)
+      add(`gates[${i}].min`, `min (${min}) is above max (${max})`);
   });
 
   arr(plan.guardrails).forEach((raw, i) => {
@@ -90,7 +99,8 @@ export function crossFieldIssues(doc: unknown): Issue[] {
     }
     const min = num(rule.min);
     const max = num(rule.max);
-    if (min !== undefined && max !== undefined && min > max) add(`guardrails[${i}].min`, `min (${min}) is above max (${max})`);
+    if (min !== undefined && max !== undefined && min > max)
+      add(`guardrails[${i}].min`, `min (${min}) is above max (${max})`);
   });
 
   const shadow = obj(plan.shadow);
@@ -111,7 +121,9 @@ export function crossFieldIssues(doc: unknown): Issue[] {
 export function checkPlan(doc: unknown): { plan: Plan; issues: [] } | { plan: undefined; issues: Issue[] } {
   const parsed = planSchema.safeParse(doc);
   const issues = [...(parsed.success ? [] : zodIssues(parsed.error)), ...crossFieldIssues(doc)];
-  const unique = issues.filter((a, i) => issues.findIndex((b) => b.path === a.path && b.message === a.message) === i);
+  const unique = issues.filter(
+    (a, i) => issues.findIndex((b) => b.path === a.path && b.message === a.message) === i,
+  );
   if (parsed.success && unique.length === 0) return { plan: parsed.data, issues: [] };
   return { plan: undefined, issues: unique };
 }

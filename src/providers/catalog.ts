@@ -3,7 +3,17 @@
  * plan's `type` fields. An unknown type is an error naming the field, never a silent fallback.
  */
 import { InvalidInputError } from '../common/errors';
-import type { MetricsSource, Notifier, PolicyStore, ProviderRefs, ProviderSet, Registry, Serving, TrafficRouter, Validator } from './types';
+import type {
+  MetricsSource,
+  Notifier,
+  PolicyStore,
+  ProviderRefs,
+  ProviderSet,
+  Registry,
+  Serving,
+  TrafficRouter,
+  Validator,
+} from './types';
 
 export interface ServingPlane {
   serving: Serving;
@@ -22,7 +32,9 @@ export interface ProviderCatalog {
 function pick<T>(table: Record<string, T>, type: string, field: string): T {
   const found = table[type];
   if (!found) {
-    throw new InvalidInputError(`${field}: provider type "${type}" is not available in this worker (known: ${Object.keys(table).join(', ') || 'none'})`);
+    throw new InvalidInputError(
+      `${field}: provider type "${type}" is not available in this worker (known: ${Object.keys(table).join(', ') || 'none'})`,
+    );
   }
   return found;
 }

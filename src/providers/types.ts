@@ -70,7 +70,13 @@ export interface WindowQuery {
 export interface MetricsSource {
   measure(query: WindowQuery & { metric: string }): Promise<Measurement>;
   /** Request pairs answered by both the champion (served) and the candidate (shadow). */
-  shadowPairs(query: { model: string; champion: string; candidate: string; fromMs: number; toMs: number }): Promise<ScorePair[]>;
+  shadowPairs(query: {
+    model: string;
+    champion: string;
+    candidate: string;
+    fromMs: number;
+    toMs: number;
+  }): Promise<ScorePair[]>;
   /** A quality metric from delayed labels joined to logged predictions. */
   labelMetric(query: WindowQuery & { metric: string }): Promise<Measurement>;
 }

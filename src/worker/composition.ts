@@ -17,11 +17,18 @@ export interface InProcessStack {
 }
 
 /** The in-process plane, persisted to `stateDir` (null: memory only), with optional synthetic traffic. */
-export function inProcessStack(opts: { stateDir: string | null; logger: Logger; traffic?: DriverOptions }): InProcessStack {
+export function inProcessStack(opts: {
+  stateDir: string | null;
+  logger: Logger;
+  traffic?: DriverOptions;
+}): InProcessStack {
   const plane = new InProcessPlane(opts.stateDir);
   const metrics = new InProcessMetrics();
   const notifier = new LogNotifier(opts.logger);
-  const driver = opts.traffic && opts.traffic.ratePerSec > 0 ? new TrafficDriver(plane, metrics, opts.traffic).start() : null;
+  const driver =
+    opts.traffic && opts.traffic.ratePerSec > 0
+      ? new TrafficDriver(plane, metrics, opts.traffic).start()
+      : null;
   return {
     plane,
     metrics,

@@ -24,7 +24,10 @@ function installRuntimeLogger(): void {
   const level = (process.env.LOG_LEVEL ?? 'info').toUpperCase() as LogLevel;
   Runtime.install({
     logger: new DefaultLogger(level === ('FATAL' as LogLevel) ? 'ERROR' : level, (entry) => {
-      const method = entry.level === 'TRACE' ? 'trace' : (entry.level.toLowerCase() as 'debug' | 'info' | 'warn' | 'error');
+      const method =
+        entry.level === 'TRACE'
+          ? 'trace'
+          : (entry.level.toLowerCase() as 'debug' | 'info' | 'warn' | 'error');
       logger[method]({ ...entry.meta, sdk: true }, entry.message);
     }),
   });
@@ -51,7 +54,10 @@ async function main(): Promise<void> {
     catalog: stack.catalog,
     ...(bundle ? { workflowBundle: { codePath: bundle } } : {}),
   });
-  logger.info({ address: settings.options.address, namespace: settings.namespace, taskQueue }, 'worker started');
+  logger.info(
+    { address: settings.options.address, namespace: settings.namespace, taskQueue },
+    'worker started',
+  );
   await worker.run();
   stack.driver?.stop();
   await connection.close();

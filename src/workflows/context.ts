@@ -20,6 +20,10 @@ export interface Ctx {
 
 export function refsOf(input: PromotionInput) {
   const p = input.plan;
-  return { registry: p.registry.type, serving: p.serving.type, metrics: p.metrics.type, notify: p.notify.type };
+  return {
+    registry: p.registry.type,
+    serving: p.serving.type,
+    metrics: p.metrics.type,
+    notify: p.notify.type,
+  };
 }
-

@@ -27,7 +27,16 @@ import { assessShadow } from '../analysis/shadow';
 import { combineVerdicts, type Assessment, type Verdict } from '../analysis/types';
 import { formatDuration, parseDuration } from '../plan/duration';
 import { nowMs } from './clock';
-import { abortSignal, approveSignal, approveUpdate, pauseSignal, rejectSignal, rejectUpdate, resumeSignal, statusQuery } from './messages';
+import {
+  abortSignal,
+  approveSignal,
+  approveUpdate,
+  pauseSignal,
+  rejectSignal,
+  rejectUpdate,
+  resumeSignal,
+  statusQuery,
+} from './messages';
 import { refsOf, type Ctx } from './context';
 import { rollback, announce } from './rollback';
 import { initialState, PromotionRun } from './run';
@@ -53,7 +62,10 @@ class StopSignal extends Error {}
 export async function promotionWorkflow(input: PromotionInput): Promise<PromotionResult> {
   const info = workflowInfo();
   const run = new PromotionRun(input.carried ?? initialState(input, info.workflowId, nowMs()));
-  if (!input.carried) run.decide('started', input.startedBy, `promote ${input.model} ${input.candidate}`, nowMs(), [input.planHash]);
+  if (!input.carried)
+    run.decide('started', input.startedBy, `promote ${input.model} ${input.candidate}`, nowMs(), [
+      input.planHash,
+    ]);
   const ctx = makeContext(run, input);
   installHandlers(run, ctx.sync);
   ctx.sync();
@@ -79,7 +91,13 @@ function makeContext(run: PromotionRun, input: PromotionInput): Ctx {
     run,
     input,
     acts: forward,
-    target: () => ({ promotionId: run.s.id, model: run.s.model, candidate: run.s.candidate, champion: run.s.champion ?? '', refs }),
+    target: () => ({
+      promotionId: run.s.id,
+      model: run.s.model,
+      candidate: run.s.candidate,
+      champion: run.s.champion ?? '',
+      refs,
+    }),
     sync: () => {
       const phase = run.phase;
       const key = `${phase}/${run.s.trafficPercent}/${run.s.outcome}`;
@@ -106,7 +124,8 @@ function installHandlers(run: PromotionRun, sync: () => void): void {
   setHandler(resumeSignal, (p) => void after(run.resume(p, nowMs())));
   const voteUpdate = (kind: 'approve' | 'reject') => (p: unknown) => {
     const result = after(run.vote(kind, p, nowMs()));
-    if (!result.accepted) throw ApplicationFailure.create({ type: 'NotAllowed', message: result.message, nonRetryable: true });
+    if (!result.accepted)
+      throw ApplicationFailure.create({ type: 'NotAllowed', message: result.message, nonRetryable: true });
     return result;
   };
   setHandler(approveUpdate, voteUpdate('approve'));
@@ -118,10 +137,15 @@ function installHandlers(run: PromotionRun, sync: () => void): void {
 function recordStop(run: PromotionRun, err: unknown): void {
   if (err instanceof StopSignal) return;
   let stop: StopRequest;
-  if (isCancellation(err)) stop = { outcome: 'aborted', by: 'temporal', reason: 'the workflow was cancelled' };
+  if (isCancellation(err))
+    stop = { outcome: 'aborted', by: 'temporal', reason: 'the workflow was cancelled' };
   else {
     const cause = (err as { cause?: { message?: string } }).cause;
-    stop = { outcome: 'failed', by: 'promote', reason: cause?.message ?? (err instanceof Error ? err.message : String(err)) };
+    stop = {
+      outcome: 'failed',
+      by: 'promote',
+      reason: cause?.message ?? (err instanceof Error ? err.message : String(err)),
+    };
   }
   run.requestStop(stop, nowMs());
 }
@@ -204,7 +228,12 @@ async function hold(ctx: Ctx, id: string, opts: HoldOptions): Promise<'elapsed' 
 /** Between steps: stop if asked, and wait out a pause (with guardrail checks when traffic is live). */
 async function checkpoint(ctx: Ctx): Promise<void> {
   if (ctx.run.stopping) throw new StopSignal();
-  if (ctx.run.s.paused) await hold(ctx, `paused:${ctx.run.s.paused.at}`, { countPaused: false, until: () => !ctx.run.s.paused, ...liveChecks(ctx) });
+  if (ctx.run.s.paused)
+    await hold(ctx, `paused:${ctx.run.s.paused.at}`, {
+      countPaused: false,
+      until: () => !ctx.run.s.paused,
+      ...liveChecks(ctx),
+    });
 }
 
 async function maybeContinueAsNew(ctx: Ctx): Promise<void> {
@@ -216,7 +245,11 @@ async function maybeContinueAsNew(ctx: Ctx): Promise<void> {
   const run = ctx.run;
   run.s.continuedAsNew++;
   run.decide('continued_as_new', 'promote', `history reached ${info.historyLength} events`, nowMs());
-  log.info('continuing as new', { model: run.s.model, version: run.s.candidate, historyLength: info.historyLength });
+  log.info('continuing as new', {
+    model: run.s.model,
+    version: run.s.candidate,
+    historyLength: info.historyLength,
+  });
   await continueAsNew<typeof promotionWorkflow>({ ...ctx.input, carried: run.s });
 }
 
@@ -234,12 +267,20 @@ function liveChecks(ctx: Ctx): Pick<HoldOptions, 'check' | 'checkEveryMs'> {
 async function checkGuardrails(ctx: Ctx): Promise<Verdict> {
   const { run } = ctx;
   const s = run.s;
-  const fromMs = s.stage === 'watching' && s.watchStartedAtMs !== null ? s.watchStartedAtMs : (s.liveSinceMs ?? nowMs());
+  const fromMs =
+    s.stage === 'watching' && s.watchStartedAtMs !== null ? s.watchStartedAtMs : (s.liveSinceMs ?? nowMs());
   const toMs = nowMs();
   const assessments: Assessment[] = [];
   if (s.plan.guardrails.length > 0) {
-    const measured = await measuring.measureGuardrails({ ...ctx.target(), guardrails: s.plan.guardrails, fromMs, toMs });
-    s.plan.guardrails.forEach((rule, i) => assessments.push(assessGuardrail(rule, measured[i]!.candidate, measured[i]!.champion)));
+    const measured = await measuring.measureGuardrails({
+      ...ctx.target(),
+      guardrails: s.plan.guardrails,
+      fromMs,
+      toMs,
+    });
+    s.plan.guardrails.forEach((rule, i) =>
+      assessments.push(assessGuardrail(rule, measured[i]!.candidate, measured[i]!.champion)),
+    );
   }
   const labels = s.plan.watch?.labels;
   if (s.stage === 'watching' && labels) {
@@ -249,12 +290,28 @@ async function checkGuardrails(ctx: Ctx): Promise<Verdict> {
   run.recordChecks(assessments, nowMs());
   const failed = assessments.filter((a) => a.verdict === 'Fail');
   if (failed.length > 0) {
-    stopNow(run, { outcome: 'rolled_back', by: 'promote', reason: `${failed.map((a) => a.subject).join(', ')} failed at ${s.trafficPercent}% traffic` }, failed.map((a) => a.evidence));
+    stopNow(
+      run,
+      {
+        outcome: 'rolled_back',
+        by: 'promote',
+        reason: `${failed.map((a) => a.subject).join(', ')} failed at ${s.trafficPercent}% traffic`,
+      },
+      failed.map((a) => a.evidence),
+    );
   }
   const max = s.plan.analysis.maxConsecutiveErrors;
   const erring = assessments.filter((a) => (s.consecutiveErrors[a.subject] ?? 0) >= max);
   if (erring.length > 0) {
-    stopNow(run, { outcome: 'rolled_back', by: 'promote', reason: `${erring.map((a) => a.subject).join(', ')} could not be measured ${max} times in a row` }, erring.map((a) => a.evidence));
+    stopNow(
+      run,
+      {
+        outcome: 'rolled_back',
+        by: 'promote',
+        reason: `${erring.map((a) => a.subject).join(', ')} could not be measured ${max} times in a row`,
+      },
+      erring.map((a) => a.evidence),
+    );
   }
   return combineVerdicts(assessments.map((a) => a.verdict));
 }
@@ -272,13 +329,24 @@ async function conclude(ctx: Ctx, what: string, extend: () => Promise<void>): Pr
     if (verdict === 'Pass') return;
     if (run.s.extensions < analysis.maxExtensions) {
       run.s.extensions++;
-      run.decide('bake_extended', 'promote', `${what}: guardrails ${verdict}; extension ${run.s.extensions} of ${analysis.maxExtensions}`, nowMs(), run.s.lastChecks.map((a) => a.evidence));
+      run.decide(
+        'bake_extended',
+        'promote',
+        `${what}: guardrails ${verdict}; extension ${run.s.extensions} of ${analysis.maxExtensions}`,
+        nowMs(),
+        run.s.lastChecks.map((a) => a.evidence),
+      );
       await extend();
       continue;
     }
     const action = verdict === 'NoData' ? analysis.onNoData : analysis.onInconclusive;
     const reason = `${what}: guardrails ${verdict} after ${analysis.maxExtensions} extension(s)`;
-    if (action === 'rollback') stopNow(run, { outcome: 'rolled_back', by: 'promote', reason }, run.s.lastChecks.map((a) => a.evidence));
+    if (action === 'rollback')
+      stopNow(
+        run,
+        { outcome: 'rolled_back', by: 'promote', reason },
+        run.s.lastChecks.map((a) => a.evidence),
+      );
     run.pause({ reason: `${reason}; resume to continue anyway, abort to roll back` }, nowMs(), true);
     ctx.sync();
     await checkpoint(ctx);
@@ -295,25 +363,50 @@ async function staging(ctx: Ctx): Promise<void> {
   const registry = s.plan.registry;
   const refs = refsOf(input);
   if (s.champion === null) {
-    const { champion } = await acts.resolveVersions({ model: s.model, candidate: s.candidate, championAlias: registry.championAlias, refs });
+    const { champion } = await acts.resolveVersions({
+      model: s.model,
+      candidate: s.candidate,
+      championAlias: registry.championAlias,
+      refs,
+    });
     s.champion = champion;
     upsertMemo({ champion });
   }
   await checkpoint(ctx);
   if (!s.touched.challengerAlias) {
-    s.touched.challengerAlias = { previous: await acts.getAlias({ model: s.model, alias: registry.challengerAlias, refs }) };
+    s.touched.challengerAlias = {
+      previous: await acts.getAlias({ model: s.model, alias: registry.challengerAlias, refs }),
+    };
   }
   // Mark before acting: an interrupted deploy is still undone (compensations are idempotent).
   s.touched.deployed = true;
   const deployed = await acts.deployVersion({ model: s.model, version: s.candidate, refs });
-  if (!deployed.smokeOk) stopNow(run, { outcome: 'failed', by: 'promote', reason: `smoke test of ${s.candidate} failed: ${deployed.smokeDetail}` });
+  if (!deployed.smokeOk)
+    stopNow(run, {
+      outcome: 'failed',
+      by: 'promote',
+      reason: `smoke test of ${s.candidate} failed: ${deployed.smokeDetail}`,
+    });
   await acts.setAlias({ model: s.model, alias: registry.challengerAlias, version: s.candidate, refs });
-  await acts.tagVersion({ model: s.model, version: s.candidate, refs, tags: { 'promotion.id': s.id, 'promotion.phase': 'staging', 'promotion.plan_hash': s.planHash } });
+  await acts.tagVersion({
+    model: s.model,
+    version: s.candidate,
+    refs,
+    tags: { 'promotion.id': s.id, 'promotion.phase': 'staging', 'promotion.plan_hash': s.planHash },
+  });
   if (s.plan.policy) {
-    if (!s.touched.policy) s.touched.policy = { previous: await acts.getPolicy({ model: s.model, version: s.candidate, refs }) };
-    await acts.setPolicy({ model: s.model, version: s.candidate, thresholds: s.plan.policy.thresholds, refs });
+    if (!s.touched.policy)
+      s.touched.policy = { previous: await acts.getPolicy({ model: s.model, version: s.candidate, refs }) };
+    await acts.setPolicy({
+      model: s.model,
+      version: s.candidate,
+      thresholds: s.plan.policy.thresholds,
+      refs,
+    });
   }
-  run.decide('staged', 'promote', `${s.candidate} deployed at ${deployed.endpoint}`, nowMs(), [deployed.smokeDetail]);
+  run.decide('staged', 'promote', `${s.candidate} deployed at ${deployed.endpoint}`, nowMs(), [
+    deployed.smokeDetail,
+  ]);
   enter(ctx, 'validating');
 }
 
@@ -326,7 +419,8 @@ async function validating(ctx: Ctx): Promise<void> {
     const measured = await acts.measureGate({ ...ctx.target(), gate });
     const a = assessGate(gate, measured.candidate, measured.champion);
     run.decide('gate', 'promote', `${a.subject}: ${a.verdict}`, nowMs(), [a.evidence]);
-    if (a.verdict !== 'Pass') stopNow(run, { outcome: 'failed', by: 'promote', reason: `${a.subject} ${a.verdict}: ${a.evidence}` });
+    if (a.verdict !== 'Pass')
+      stopNow(run, { outcome: 'failed', by: 'promote', reason: `${a.subject} ${a.verdict}: ${a.evidence}` });
     s.gatesPassed = i + 1;
   }
   enter(ctx, 'shadow');
@@ -342,15 +436,26 @@ async function shadow(ctx: Ctx): Promise<void> {
       s.touched.shadow = true;
       await acts.setShadow({ ...ctx.target(), sampleRate: plan.sampleRate });
       s.shadowStartedAtMs = nowMs();
-      run.decide('shadow', 'promote', `mirroring ${plan.sampleRate * 100}% of traffic to ${s.candidate} for ${plan.duration}`, nowMs());
+      run.decide(
+        'shadow',
+        'promote',
+        `mirroring ${plan.sampleRate * 100}% of traffic to ${s.candidate} for ${plan.duration}`,
+        nowMs(),
+      );
     }
     await hold(ctx, 'shadow', { durationMs: parseDuration(plan.duration), countPaused: false });
-    const comparison = await acts.measureShadow({ ...ctx.target(), fromMs: s.shadowStartedAtMs, toMs: nowMs(), policy: s.plan.policy?.thresholds ?? null });
+    const comparison = await acts.measureShadow({
+      ...ctx.target(),
+      fromMs: s.shadowStartedAtMs,
+      toMs: nowMs(),
+      policy: s.plan.policy?.thresholds ?? null,
+    });
     const a = assessShadow(plan, comparison);
     run.decide('shadow', 'promote', `${a.subject}: ${a.verdict}`, nowMs(), [a.evidence]);
     await acts.setShadow({ ...ctx.target(), sampleRate: null });
     s.touched.shadow = false;
-    if (a.verdict !== 'Pass') stopNow(run, { outcome: 'failed', by: 'promote', reason: `shadow ${a.verdict}: ${a.evidence}` });
+    if (a.verdict !== 'Pass')
+      stopNow(run, { outcome: 'failed', by: 'promote', reason: `shadow ${a.verdict}: ${a.evidence}` });
   }
   enter(ctx, 'canary');
 }
@@ -369,13 +474,23 @@ async function canary(ctx: Ctx): Promise<void> {
       const last = i === steps.length - 1;
       const percent = last && s.plan.watch ? step.traffic - s.plan.watch.holdbackPercent : step.traffic;
       s.touched.traffic = true;
-      const route = await acts.setTraffic({ ...ctx.target(), percent, stickyKey: s.plan.canary.assignment.stickyKey });
+      const route = await acts.setTraffic({
+        ...ctx.target(),
+        percent,
+        stickyKey: s.plan.canary.assignment.stickyKey,
+      });
       s.trafficPercent = percent;
       s.appliedStep = i;
       s.liveSinceMs = nowMs();
       s.extensions = 0;
       s.lastChecks = [];
-      run.decide('traffic', 'promote', `step ${i + 1} of ${steps.length}: ${s.candidate} at ${percent}%`, nowMs(), [JSON.stringify(route.weights)]);
+      run.decide(
+        'traffic',
+        'promote',
+        `step ${i + 1} of ${steps.length}: ${s.candidate} at ${percent}%`,
+        nowMs(),
+        [JSON.stringify(route.weights)],
+      );
       ctx.sync();
     }
     await bake(ctx, i);
@@ -387,10 +502,12 @@ async function bake(ctx: Ctx, i: number): Promise<void> {
   const s = ctx.run.s;
   const bakeMs = parseDuration(s.plan.canary.steps[i]!.bake);
   const id = `bake:${i}`;
-  const wait = () => hold(ctx, id, { durationMs: bakeMs * (1 + s.extensions), countPaused: false, ...liveChecks(ctx) });
+  const wait = () =>
+    hold(ctx, id, { durationMs: bakeMs * (1 + s.extensions), countPaused: false, ...liveChecks(ctx) });
   await wait();
   // A step without a bake moves on at once; one with a bake must end on all-Pass guardrails.
-  if (bakeMs > 0 && s.plan.guardrails.length > 0) await conclude(ctx, `step ${i + 1} bake`, async () => void (await wait()));
+  if (bakeMs > 0 && s.plan.guardrails.length > 0)
+    await conclude(ctx, `step ${i + 1} bake`, async () => void (await wait()));
 }
 
 async function awaitApproval(ctx: Ctx, i: number): Promise<void> {
@@ -417,7 +534,12 @@ async function awaitApproval(ctx: Ctx, i: number): Promise<void> {
     }
     if (result === 'until') {
       pending.expiresAt = new Date(nowMs() + pending.timeoutMs).toISOString();
-      run.decide('approval_requested', 'promote', `approval for step ${i + 1} re-opened after resume`, nowMs());
+      run.decide(
+        'approval_requested',
+        'promote',
+        `approval for step ${i + 1} re-opened after resume`,
+        nowMs(),
+      );
       continue;
     }
     const reason = `approval for step ${i + 1} timed out after ${formatDuration(pending.timeoutMs)} with ${pending.received.length} of ${pending.required}`;
@@ -437,7 +559,12 @@ async function watching(ctx: Ctx): Promise<void> {
     if (s.watchStartedAtMs === null) {
       s.watchStartedAtMs = nowMs();
       s.extensions = 0;
-      run.decide('watch', 'promote', `watching for ${watch.window} with ${watch.holdbackPercent}% held back on ${s.champion}`, nowMs());
+      run.decide(
+        'watch',
+        'promote',
+        `watching for ${watch.window} with ${watch.holdbackPercent}% held back on ${s.champion}`,
+        nowMs(),
+      );
     }
     const wait = () =>
       hold(ctx, 'watch', {
@@ -447,7 +574,8 @@ async function watching(ctx: Ctx): Promise<void> {
         checkEveryMs: parseDuration(watch.interval),
       });
     await wait();
-    if (s.plan.guardrails.length > 0 || watch.labels) await conclude(ctx, 'watch', async () => void (await wait()));
+    if (s.plan.guardrails.length > 0 || watch.labels)
+      await conclude(ctx, 'watch', async () => void (await wait()));
   }
   enter(ctx, 'finalizing');
 }
@@ -469,7 +597,12 @@ async function finalizing(ctx: Ctx): Promise<void> {
   ctx.sync();
   await checkpoint(ctx);
   const previousChallenger = s.touched.challengerAlias?.previous ?? null;
-  await acts.setAlias({ model: s.model, alias: registry.challengerAlias, version: previousChallenger === s.candidate ? null : previousChallenger, refs });
+  await acts.setAlias({
+    model: s.model,
+    alias: registry.challengerAlias,
+    version: previousChallenger === s.candidate ? null : previousChallenger,
+    refs,
+  });
   s.touched.challengerAlias = null;
   s.touched.championDecommissioned = true;
   await acts.decommissionVersion({ model: s.model, version: champion, refs });

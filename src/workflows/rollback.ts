@@ -30,8 +30,14 @@ export async function rollback(ctx: Ctx): Promise<void> {
       name: `traffic: 100% to ${champion}, shadow off`,
       needed: champion !== null && (t.traffic || t.shadow),
       undo: async () => {
-        if (t.championDecommissioned) await compensate.deployVersion({ model: s.model, version: champion!, refs });
-        await compensate.routeAllTo({ model: s.model, version: champion!, stickyKey: s.plan.canary.assignment.stickyKey, refs });
+        if (t.championDecommissioned)
+          await compensate.deployVersion({ model: s.model, version: champion!, refs });
+        await compensate.routeAllTo({
+          model: s.model,
+          version: champion!,
+          stickyKey: s.plan.canary.assignment.stickyKey,
+          refs,
+        });
       },
       done: () => {
         t.traffic = t.shadow = t.championDecommissioned = false;
@@ -41,19 +47,32 @@ export async function rollback(ctx: Ctx): Promise<void> {
     {
       name: `registry: ${registry.championAlias} -> ${t.championAlias?.previous ?? 'none'}`,
       needed: t.championAlias !== null,
-      undo: () => compensate.setAlias({ model: s.model, alias: registry.championAlias, version: t.championAlias!.previous, refs }),
+      undo: () =>
+        compensate.setAlias({
+          model: s.model,
+          alias: registry.championAlias,
+          version: t.championAlias!.previous,
+          refs,
+        }),
       done: () => (t.championAlias = null),
     },
     {
       name: `registry: ${registry.challengerAlias} -> ${t.challengerAlias?.previous ?? 'none'}`,
       needed: t.challengerAlias !== null,
-      undo: () => compensate.setAlias({ model: s.model, alias: registry.challengerAlias, version: t.challengerAlias!.previous, refs }),
+      undo: () =>
+        compensate.setAlias({
+          model: s.model,
+          alias: registry.challengerAlias,
+          version: t.challengerAlias!.previous,
+          refs,
+        }),
       done: () => (t.challengerAlias = null),
     },
     {
       name: `policy: ${s.candidate} thresholds restored`,
       needed: t.policy !== null,
-      undo: () => compensate.setPolicy({ model: s.model, version: s.candidate, thresholds: t.policy!.previous, refs }),
+      undo: () =>
+        compensate.setPolicy({ model: s.model, version: s.candidate, thresholds: t.policy!.previous, refs }),
       done: () => (t.policy = null),
     },
     {
@@ -70,7 +89,9 @@ export async function rollback(ctx: Ctx): Promise<void> {
       step.done();
       run.decide('rollback', 'promote', step.name, nowMs());
     } catch (err) {
-      run.decide('rollback_error', 'promote', `${step.name} failed`, nowMs(), [err instanceof Error ? (err.cause as Error | undefined)?.message ?? err.message : String(err)]);
+      run.decide('rollback_error', 'promote', `${step.name} failed`, nowMs(), [
+        err instanceof Error ? ((err.cause as Error | undefined)?.message ?? err.message) : String(err),
+      ]);
     }
     ctx.sync();
   }
@@ -92,15 +113,34 @@ export async function announce(ctx: Ctx): Promise<void> {
   const reason = s.stop?.reason ?? `${s.candidate} promoted`;
   if (s.champion !== null) {
     try {
-      await compensate.tagVersion({ model: s.model, version: s.candidate, refs, tags: { 'promotion.id': s.id, 'promotion.phase': 'completed', 'promotion.outcome': outcome, 'promotion.plan_hash': s.planHash } });
+      await compensate.tagVersion({
+        model: s.model,
+        version: s.candidate,
+        refs,
+        tags: {
+          'promotion.id': s.id,
+          'promotion.phase': 'completed',
+          'promotion.outcome': outcome,
+          'promotion.plan_hash': s.planHash,
+        },
+      });
     } catch (err) {
-      run.decide('rollback_error', 'promote', 'recording the outcome on the version failed', nowMs(), [String(err)]);
+      run.decide('rollback_error', 'promote', 'recording the outcome on the version failed', nowMs(), [
+        String(err),
+      ]);
     }
   }
   try {
     await compensate.notify({
       refs,
-      event: { key: `${s.id}:${s.startedAt}:completed`, promotionId: s.id, model: s.model, candidate: s.candidate, kind: outcome, message: reason },
+      event: {
+        key: `${s.id}:${s.startedAt}:completed`,
+        promotionId: s.id,
+        model: s.model,
+        candidate: s.candidate,
+        kind: outcome,
+        message: reason,
+      },
     });
   } catch (err) {
     run.decide('rollback_error', 'promote', 'notification failed', nowMs(), [String(err)]);

@@ -6,7 +6,15 @@
 import type { Assessment } from '../analysis/types';
 import type { Approval } from '../plan/schema';
 import type { MessageResult } from './messages';
-import type { Decision, DecisionKind, Phase, PromotionInput, PromotionState, PromotionStatus, StopRequest } from './types';
+import type {
+  Decision,
+  DecisionKind,
+  Phase,
+  PromotionInput,
+  PromotionState,
+  PromotionStatus,
+  StopRequest,
+} from './types';
 
 /** Decision-log entries kept; older ones are dropped and counted (keeps workflow state bounded). */
 export const MAX_DECISIONS = 1000;
@@ -61,7 +69,8 @@ export function initialState(input: PromotionInput, id: string, nowMs: number): 
  * the Temporal UI or `temporal workflow signal` arrive as arbitrary JSON.
  */
 function text(payload: unknown, field: string): string | undefined {
-  const value = payload && typeof payload === 'object' ? (payload as Record<string, unknown>)[field] : undefined;
+  const value =
+    payload && typeof payload === 'object' ? (payload as Record<string, unknown>)[field] : undefined;
   return typeof value === 'string' && value.trim() !== '' ? value.trim() : undefined;
 }
 
@@ -112,7 +121,13 @@ export class PromotionRun {
   requestStop(stop: StopRequest, nowMs: number, evidence: string[] = []): void {
     if (this.s.stop || this.done) {
       const current = this.s.outcome ?? this.s.stop!.outcome;
-      this.decide('stop', stop.by, `${stop.outcome} not applied (already ${current}): ${stop.reason}`, nowMs, evidence);
+      this.decide(
+        'stop',
+        stop.by,
+        `${stop.outcome} not applied (already ${current}): ${stop.reason}`,
+        nowMs,
+        evidence,
+      );
       return;
     }
     this.s.stop = stop;
@@ -136,10 +151,20 @@ export class PromotionRun {
     const pending = this.s.pendingApproval;
     if (!pending) return this.refuse('no approval is pending', by, kind, nowMs);
     if (by === this.s.startedBy) {
-      return this.refuse(`${by} started this promotion and cannot ${kind} it (no self-approval)`, by, kind, nowMs);
+      return this.refuse(
+        `${by} started this promotion and cannot ${kind} it (no self-approval)`,
+        by,
+        kind,
+        nowMs,
+      );
     }
     if (!pending.approvers.includes(by)) {
-      return this.refuse(`${by} is not an approver of step ${pending.step + 1} (allowed: ${pending.approvers.join(', ')})`, by, kind, nowMs);
+      return this.refuse(
+        `${by} is not an approver of step ${pending.step + 1} (allowed: ${pending.approvers.join(', ')})`,
+        by,
+        kind,
+        nowMs,
+      );
     }
     if (pending.received.some((v) => v.by === by)) {
       return this.refuse(`${by} has already approved step ${pending.step + 1}`, by, kind, nowMs);
@@ -147,13 +172,26 @@ export class PromotionRun {
     if (kind === 'reject') {
       pending.rejectedBy = { by, reason: note! };
       this.decide('rejected', by, note!, nowMs, [`step ${pending.step + 1}`]);
-      this.requestStop({ outcome: 'rejected', by, reason: `step ${pending.step + 1} rejected by ${by}: ${note}` }, nowMs);
-      return { accepted: true, message: `rejected step ${pending.step + 1}; rolling back`, received: pending.received.length, required: pending.required };
+      this.requestStop(
+        { outcome: 'rejected', by, reason: `step ${pending.step + 1} rejected by ${by}: ${note}` },
+        nowMs,
+      );
+      return {
+        accepted: true,
+        message: `rejected step ${pending.step + 1}; rolling back`,
+        received: pending.received.length,
+        required: pending.required,
+      };
     }
     pending.received.push({ by, at: new Date(nowMs).toISOString(), ...(note ? { comment: note } : {}) });
     const count = `${pending.received.length} of ${pending.required}`;
     this.decide('approved', by, note ?? 'approved', nowMs, [`step ${pending.step + 1}: ${count} approvals`]);
-    return { accepted: true, message: `approval counted (${count})`, received: pending.received.length, required: pending.required };
+    return {
+      accepted: true,
+      message: `approval counted (${count})`,
+      received: pending.received.length,
+      required: pending.required,
+    };
   }
 
   abort(payload: unknown, nowMs: number): MessageResult {
@@ -162,7 +200,8 @@ export class PromotionRun {
     if (!by) return this.refuse('abort needs a "by" naming the user', 'unknown', 'abort', nowMs);
     if (!reason) return this.refuse('abort needs a reason', by, 'abort', nowMs);
     if (this.done) return this.refuse('the promotion has already completed', by, 'abort', nowMs);
-    if (this.stopping) return this.refuse(`the promotion is already stopping (${this.s.stop!.outcome})`, by, 'abort', nowMs);
+    if (this.stopping)
+      return this.refuse(`the promotion is already stopping (${this.s.stop!.outcome})`, by, 'abort', nowMs);
     this.decide('abort', by, reason, nowMs);
     this.requestStop({ outcome: 'aborted', by, reason: `aborted by ${by}: ${reason}` }, nowMs);
     return { accepted: true, message: 'abort accepted; rolling back' };
@@ -172,7 +211,8 @@ export class PromotionRun {
     const by = system ? SYSTEM : text(payload, 'by');
     const reason = text(payload, 'reason') ?? 'paused';
     if (!by) return this.refuse('pause needs a "by" naming the user', 'unknown', 'pause', nowMs);
-    if (this.done || this.stopping) return this.refuse('the promotion is no longer running', by, 'pause', nowMs);
+    if (this.done || this.stopping)
+      return this.refuse('the promotion is no longer running', by, 'pause', nowMs);
     if (this.s.paused) return this.refuse(`already paused by ${this.s.paused.by}`, by, 'pause', nowMs);
     this.s.paused = { by, reason, at: new Date(nowMs).toISOString() };
     this.decide('paused', by, reason, nowMs);
@@ -182,11 +222,17 @@ export class PromotionRun {
   resume(payload: unknown, nowMs: number): MessageResult {
     const by = text(payload, 'by');
     if (!by) return this.refuse('resume needs a "by" naming the user', 'unknown', 'resume', nowMs);
-    if (this.done || this.stopping) return this.refuse('the promotion is no longer running', by, 'resume', nowMs);
+    if (this.done || this.stopping)
+      return this.refuse('the promotion is no longer running', by, 'resume', nowMs);
     if (!this.s.paused) return this.refuse('the promotion is not paused', by, 'resume', nowMs);
     const was = this.s.paused;
     this.s.paused = null;
-    this.decide('resumed', by, text(payload, 'reason') ?? `resumed (was paused by ${was.by}: ${was.reason})`, nowMs);
+    this.decide(
+      'resumed',
+      by,
+      text(payload, 'reason') ?? `resumed (was paused by ${was.by}: ${was.reason})`,
+      nowMs,
+    );
     return { accepted: true, message: 'resumed' };
   }
 
@@ -204,7 +250,12 @@ export class PromotionRun {
       timeoutMs,
       onTimeout: approval.onTimeout,
     };
-    this.decide('approval_requested', SYSTEM, `approval needed before step ${step + 1} (${approval.required} of ${approval.approvers.join(', ')})`, nowMs);
+    this.decide(
+      'approval_requested',
+      SYSTEM,
+      `approval needed before step ${step + 1} (${approval.required} of ${approval.approvers.join(', ')})`,
+      nowMs,
+    );
   }
 
   get approvalGranted(): boolean {
@@ -221,8 +272,10 @@ export class PromotionRun {
   recordChecks(assessments: Assessment[], nowMs: number): void {
     const before = new Map(this.s.lastChecks.map((a) => [a.subject, a.verdict]));
     for (const a of assessments) {
-      if (before.get(a.subject) !== a.verdict) this.decide('check', SYSTEM, `${a.subject}: ${a.verdict}`, nowMs, [a.evidence]);
-      this.s.consecutiveErrors[a.subject] = a.verdict === 'Error' ? (this.s.consecutiveErrors[a.subject] ?? 0) + 1 : 0;
+      if (before.get(a.subject) !== a.verdict)
+        this.decide('check', SYSTEM, `${a.subject}: ${a.verdict}`, nowMs, [a.evidence]);
+      this.s.consecutiveErrors[a.subject] =
+        a.verdict === 'Error' ? (this.s.consecutiveErrors[a.subject] ?? 0) + 1 : 0;
     }
     this.s.lastChecks = assessments;
   }
@@ -242,7 +295,14 @@ export class PromotionRun {
       trafficPercent: s.trafficPercent,
       step: { index: s.stepIndex, total: steps.length, traffic: steps[s.stepIndex]?.traffic ?? null },
       pendingApproval: p
-        ? { step: p.step, approvers: p.approvers, required: p.required, received: p.received.length, votes: p.received, expiresAt: p.expiresAt }
+        ? {
+            step: p.step,
+            approvers: p.approvers,
+            required: p.required,
+            received: p.received.length,
+            votes: p.received,
+            expiresAt: p.expiresAt,
+          }
         : null,
       paused: s.paused,
       lastChecks: s.lastChecks,

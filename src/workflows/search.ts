@@ -8,7 +8,10 @@ export const OUTCOME = defineSearchAttributeKey('PromotionOutcome', SearchAttrib
 export const TRAFFIC = defineSearchAttributeKey('PromotionTrafficPercent', SearchAttributeType.INT);
 
 /** Name and type of every promotion search attribute (for registration on a server). */
-export const SEARCH_ATTRIBUTES = [MODEL, CANDIDATE, PHASE, OUTCOME, TRAFFIC].map((k) => ({ name: k.name, type: k.type }));
+export const SEARCH_ATTRIBUTES = [MODEL, CANDIDATE, PHASE, OUTCOME, TRAFFIC].map((k) => ({
+  name: k.name,
+  type: k.type,
+}));
 
 /** The task queue promotions run on unless PROMOTE_TASK_QUEUE says otherwise. */
 export const DEFAULT_TASK_QUEUE = 'promote';

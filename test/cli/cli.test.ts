@@ -2,7 +2,15 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { phaseIs, seedModel, startStack, testAddress, uniqueModel, waitForStatus, type TestStack } from '../helpers/stack';
+import {
+  phaseIs,
+  seedModel,
+  startStack,
+  testAddress,
+  uniqueModel,
+  waitForStatus,
+  type TestStack,
+} from '../helpers/stack';
 
 const ROOT = join(__dirname, '../..');
 let stack: TestStack;
@@ -22,7 +30,12 @@ function promote(...args: string[]): Promise<Run> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/client/main.ts'), ...args], {
       cwd: ROOT,
-      env: { ...process.env, TEMPORAL_ADDRESS: testAddress(), TEMPORAL_NAMESPACE: 'default', PROMOTE_TASK_QUEUE: stack.taskQueue },
+      env: {
+        ...process.env,
+        TEMPORAL_ADDRESS: testAddress(),
+        TEMPORAL_NAMESPACE: 'default',
+        PROMOTE_TASK_QUEUE: stack.taskQueue,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -52,9 +65,15 @@ analysis: { interval: 1s }
 
 test('plan validate: OK for the examples, every problem as path: message with exit 2 for a broken plan', async () => {
   for (const example of ['examples/fraud-model.yaml', 'examples/demo.yaml']) {
-    await expect(promote('plan', 'validate', example)).resolves.toMatchObject({ code: 0, stdout: `${example}: OK\n` });
+    await expect(promote('plan', 'validate', example)).resolves.toMatchObject({
+      code: 0,
+      stdout: `${example}: OK\n`,
+    });
   }
-  const bad = planFile('bad.yaml', 'canary:\n  steps:\n    - { traffic: 50, bake: 5x }\n    - { traffic: 20 }\nguardrails: [{ metric: cpu }]\n');
+  const bad = planFile(
+    'bad.yaml',
+    'canary:\n  steps:\n    - { traffic: 50, bake: 5x }\n    - { traffic: 20 }\nguardrails: [{ metric: cpu }]\n',
+  );
   const run = await promote('plan', 'validate', bad);
   expect(run.code).toBe(2);
   expect(run.stderr.trim().split('\n')).toEqual([
@@ -80,13 +99,27 @@ test('start, refused approval (3), approval, status --json, list, and a second s
   const model = uniqueModel('cli');
   seedModel(stack.plane, model, { v2: {}, v3: {} });
   const plan = planFile('plan.yaml', PLAN);
-  const started = await promote('start', '--model', model, '--version', 'v2', '--plan', plan, '--as', 'alice');
+  const started = await promote(
+    'start',
+    '--model',
+    model,
+    '--version',
+    'v2',
+    '--plan',
+    plan,
+    '--as',
+    'alice',
+  );
   expect(started.code).toBe(0);
-  expect(started.stdout).toMatch(new RegExp(`^started promotion-${model} \\(run [0-9a-f-]+, plan sha256:[0-9a-f]{12}\\)\\n$`));
+  expect(started.stdout).toMatch(
+    new RegExp(`^started promotion-${model} \\(run [0-9a-f-]+, plan sha256:[0-9a-f]{12}\\)\\n$`),
+  );
 
   const again = await promote('start', '--model', model, '--version', 'v3', '--plan', plan);
   expect(again.code).toBe(3);
-  expect(again.stderr).toMatch(new RegExp(`^promote: a promotion of ${model} is already running: promotion-${model} \\(candidate v2, `));
+  expect(again.stderr).toMatch(
+    new RegExp(`^promote: a promotion of ${model} is already running: promotion-${model} \\(candidate v2, `),
+  );
 
   await waitForStatus(stack.promotions, model, phaseIs('awaiting_approval'));
   await expect(promote('approve', model, '--as', 'alice')).resolves.toMatchObject({
@@ -116,9 +149,14 @@ test('start, refused approval (3), approval, status --json, list, and a second s
   expect((json.decisions as { kind: string }[]).filter((d) => d.kind === 'refused')).toHaveLength(2);
 
   const listed = await promote('list', '--model', model, '--json');
-  expect(JSON.parse(listed.stdout)).toEqual([expect.objectContaining({ id: `promotion-${model}`, model, candidate: 'v2', status: 'RUNNING' })]);
+  expect(JSON.parse(listed.stdout)).toEqual([
+    expect.objectContaining({ id: `promotion-${model}`, model, candidate: 'v2', status: 'RUNNING' }),
+  ]);
 
-  await expect(promote('approve', model, '--as', 'bob', '--comment', 'fine')).resolves.toMatchObject({ code: 0, stdout: 'approval counted (1 of 1)\n' });
+  await expect(promote('approve', model, '--as', 'bob', '--comment', 'fine')).resolves.toMatchObject({
+    code: 0,
+    stdout: 'approval counted (1 of 1)\n',
+  });
   const done = await promote('status', model, '--watch');
   expect(done.code).toBe(0);
   expect(done.stdout).toMatch(/phase: {4}completed \(succeeded\)/);
@@ -134,12 +172,20 @@ test('abort mid-canary returns traffic to the champion; unknown promotion exits 
   const plan = planFile('long.yaml', PLAN.replace('bake: 1s }', 'bake: 60s }'));
   expect((await promote('start', '--model', model, '--version', 'v2', '--plan', plan)).code).toBe(0);
   await waitForStatus(stack.promotions, model, (s) => s.trafficPercent === 10);
-  await expect(promote('abort', model, '--as', 'oncall', '--reason', 'pager')).resolves.toMatchObject({ code: 0, stdout: 'abort accepted; rolling back\n' });
+  await expect(promote('abort', model, '--as', 'oncall', '--reason', 'pager')).resolves.toMatchObject({
+    code: 0,
+    stdout: 'abort accepted; rolling back\n',
+  });
   expect((await stack.promotions.result(model)).outcome).toBe('aborted');
   expect(stack.plane.snapshot().routes[model]!.weights).toEqual({ v1: 100 });
 
-  await expect(promote('status', 'no-such-model')).resolves.toMatchObject({ code: 4, stderr: 'promote: no promotion promotion-no-such-model\n' });
-  await expect(promote('start', '--model', 'bad name', '--version', 'v2', '--plan', plan)).resolves.toMatchObject({
+  await expect(promote('status', 'no-such-model')).resolves.toMatchObject({
+    code: 4,
+    stderr: 'promote: no promotion promotion-no-such-model\n',
+  });
+  await expect(
+    promote('start', '--model', 'bad name', '--version', 'v2', '--plan', plan),
+  ).resolves.toMatchObject({
     code: 2,
     stderr: 'promote: --model "bad name" is not a valid model name (letters, digits, . _ -)\n',
   });

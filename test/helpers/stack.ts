@@ -16,7 +16,7 @@ import type { PromotionStatus } from '../../src/workflows/types';
 
 // Keep the SDK quiet in tests: warnings and errors only.
 let runtimeInstalled = false;
-function installQuietRuntime(): void {
+export function installQuietRuntime(): void {
   if (runtimeInstalled) return;
   runtimeInstalled = true;
   try {
@@ -28,7 +28,8 @@ function installQuietRuntime(): void {
 
 export function testAddress(): string {
   const address = process.env.PROMOTE_TEST_ADDRESS;
-  if (!address) throw new Error('PROMOTE_TEST_ADDRESS is not set: the jest global setup starts the dev server');
+  if (!address)
+    throw new Error('PROMOTE_TEST_ADDRESS is not set: the jest global setup starts the dev server');
   return address;
 }
 
@@ -40,7 +41,9 @@ export interface TestStack extends InProcessStack {
   stop(): Promise<void>;
 }
 
-export async function startStack(opts: { trafficRate?: number; stateDir?: string | null; labelDelayMs?: number } = {}): Promise<TestStack> {
+export async function startStack(
+  opts: { trafficRate?: number; stateDir?: string | null; labelDelayMs?: number } = {},
+): Promise<TestStack> {
   installQuietRuntime();
   const address = testAddress();
   const connection = await Connection.connect({ address });
@@ -93,9 +96,17 @@ export const FEATURES = [
 export function seedModel(
   plane: InProcessPlane,
   model: string,
-  candidates: Record<string, { auc?: number; behaviour?: Partial<Behaviour>; inputs?: typeof FEATURES }> = { v2: {} },
+  candidates: Record<string, { auc?: number; behaviour?: Partial<Behaviour>; inputs?: typeof FEATURES }> = {
+    v2: {},
+  },
 ): void {
-  plane.registerVersion({ model, version: 'v1', inputs: FEATURES, offline: { auc: 0.85, log_loss: 0.4 }, holdoutRows: 2000 });
+  plane.registerVersion({
+    model,
+    version: 'v1',
+    inputs: FEATURES,
+    offline: { auc: 0.85, log_loss: 0.4 },
+    holdoutRows: 2000,
+  });
   for (const [version, c] of Object.entries(candidates)) {
     plane.registerVersion({
       model,
@@ -145,7 +156,9 @@ export async function waitForStatus(
       // not started yet
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out waiting; last status: ${JSON.stringify(last && { phase: last.phase, outcome: last.outcome, traffic: last.trafficPercent, decisions: last.decisions.slice(-5) })}`);
+      throw new Error(
+        `timed out waiting; last status: ${JSON.stringify(last && { phase: last.phase, outcome: last.outcome, traffic: last.trafficPercent, decisions: last.decisions.slice(-5) })}`,
+      );
     }
     await new Promise((r) => setTimeout(r, 200));
   }
@@ -157,7 +170,11 @@ export const phaseIs = (phase: PromotionStatus['phase']) => (s: PromotionStatus)
 export function opsAfter(plane: InProcessPlane, model: string, afterSeq: number): string[] {
   return plane.operations
     .filter((o) => o.model === model && o.seq > afterSeq)
-    .map((o) => (o.op === 'setWeights' ? `setWeights:${JSON.stringify(o.detail.weights)}` : `${o.op}:${(o.detail.alias as string | undefined) ?? o.version ?? ''}`));
+    .map((o) =>
+      o.op === 'setWeights'
+        ? `setWeights:${JSON.stringify(o.detail.weights)}`
+        : `${o.op}:${(o.detail.alias as string | undefined) ?? o.version ?? ''}`,
+    );
 }
 
 /** The last operation number recorded so far. */

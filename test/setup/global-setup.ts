@@ -13,9 +13,16 @@ import { freePort, temporalCliPath } from '../helpers/tools';
 export default async function globalSetup(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'promote-test-'));
   const port = await freePort();
-  const server = await startDevServer({ cliPath: temporalCliPath(), port, logFile: join(dir, 'temporal.log') });
+  const server = await startDevServer({
+    cliPath: temporalCliPath(),
+    port,
+    logFile: join(dir, 'temporal.log'),
+  });
   (globalThis as Record<string, unknown>).__PROMOTE_DEV_SERVER__ = server;
-  const { code } = await bundleWorkflowCode({ workflowsPath: require.resolve('../../src/workflows'), logger: new DefaultLogger('WARN') });
+  const { code } = await bundleWorkflowCode({
+    workflowsPath: require.resolve('../../src/workflows'),
+    logger: new DefaultLogger('WARN'),
+  });
   const bundlePath = join(dir, 'workflows-bundle.js');
   writeFileSync(bundlePath, code);
   process.env.PROMOTE_TEST_ADDRESS = server.address;

@@ -52,7 +52,11 @@ const issuePaths = (doc: unknown): string[] => [...new Set(checkPlan(doc).issues
 function reverseKeys(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(reverseKeys);
   if (value && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).reverse().map(([k, v]) => [k, reverseKeys(v)]));
+    return Object.fromEntries(
+      Object.entries(value)
+        .reverse()
+        .map(([k, v]) => [k, reverseKeys(v)]),
+    );
   }
   return value;
 }
@@ -79,12 +83,28 @@ const broken: [string, Record<string, unknown>, string[]][] = [
   ['traffic 0', { 'canary.steps.0.traffic': 0 }, ['canary.steps[0].traffic']],
   ['traffic 101', { 'canary.steps.2.traffic': 101 }, ['canary.steps[2].traffic']],
   ['traffic not an integer', { 'canary.steps.1.traffic': 25.5 }, ['canary.steps[1].traffic']],
-  ['required above the number of approvers', { 'canary.steps.0.approval.required': 3 }, ['canary.steps[0].approval.required']],
+  [
+    'required above the number of approvers',
+    { 'canary.steps.0.approval.required': 3 },
+    ['canary.steps[0].approval.required'],
+  ],
   ['required 0', { 'canary.steps.0.approval.required': 0 }, ['canary.steps[0].approval.required']],
-  ['duplicate approver', { 'canary.steps.0.approval.approvers': ['alice', 'bob', 'alice'] }, ['canary.steps[0].approval.approvers[2]']],
+  [
+    'duplicate approver',
+    { 'canary.steps.0.approval.approvers': ['alice', 'bob', 'alice'] },
+    ['canary.steps[0].approval.approvers[2]'],
+  ],
   ['no approvers', { 'canary.steps.0.approval.approvers': [] }, ['canary.steps[0].approval.approvers']],
-  ['approver name with a space', { 'canary.steps.0.approval.approvers': ['alice', 'bob smith'] }, ['canary.steps[0].approval.approvers[1]']],
-  ['onTimeout not abort or pause', { 'canary.steps.0.approval.onTimeout': 'wait' }, ['canary.steps[0].approval.onTimeout']],
+  [
+    'approver name with a space',
+    { 'canary.steps.0.approval.approvers': ['alice', 'bob smith'] },
+    ['canary.steps[0].approval.approvers[1]'],
+  ],
+  [
+    'onTimeout not abort or pause',
+    { 'canary.steps.0.approval.onTimeout': 'wait' },
+    ['canary.steps[0].approval.onTimeout'],
+  ],
   ['unknown gate metric', { 'gates.0.metric': 'f1' }, ['gates[0].metric']],
   ['unknown guardrail metric', { 'guardrails.0.metric': 'cpu' }, ['guardrails[0].metric']],
   ['unknown label metric', { 'watch.labels.metric': 'precision' }, ['watch.labels.metric']],
@@ -165,12 +185,21 @@ test('unknown fields are reported as "unknown field" at the key itself', () => {
 });
 
 test('cross-field messages name the offending values', () => {
-  const messages = (edits: Record<string, unknown>) => checkPlan(planWith(edits)).issues.map((i) => i.message);
-  expect(messages({ 'canary.steps.1.traffic': 3 })).toEqual(["traffic must be strictly greater than the previous step's (5)"]);
+  const messages = (edits: Record<string, unknown>) =>
+    checkPlan(planWith(edits)).issues.map((i) => i.message);
+  expect(messages({ 'canary.steps.1.traffic': 3 })).toEqual([
+    "traffic must be strictly greater than the previous step's (5)",
+  ]);
   expect(messages({ 'canary.steps.2.traffic': 90 })).toEqual(['the last step must bring traffic to 100']);
-  expect(messages({ 'canary.steps.0.approval.required': 3 })).toEqual(['required must be between 1 and the number of approvers (2)']);
-  expect(messages({ 'canary.steps.0.approval.approvers': ['alice', 'alice'] })).toEqual(['approver "alice" is listed twice']);
-  expect(messages({ 'policy.thresholds.review': 0.99 })).toEqual(['review (0.99) must be below block (0.95)']);
+  expect(messages({ 'canary.steps.0.approval.required': 3 })).toEqual([
+    'required must be between 1 and the number of approvers (2)',
+  ]);
+  expect(messages({ 'canary.steps.0.approval.approvers': ['alice', 'alice'] })).toEqual([
+    'approver "alice" is listed twice',
+  ]);
+  expect(messages({ 'policy.thresholds.review': 0.99 })).toEqual([
+    'review (0.99) must be below block (0.95)',
+  ]);
   expect(messages({ 'gates.1': {} })).toEqual(['a gate needs exactly one of metric or check']);
 });
 
@@ -199,8 +228,18 @@ test('defaults are applied to a minimal plan', () => {
     approval: { approvers: ['alice'], required: 1, timeout: '24h', onTimeout: 'abort' },
   });
   expect(plan.canary.assignment).toEqual({ stickyKey: 'header:x-entity-id' });
-  expect(plan.analysis).toEqual({ interval: '30s', maxExtensions: 1, onInconclusive: 'pause', onNoData: 'rollback', maxConsecutiveErrors: 3 });
-  expect(plan.registry).toEqual({ type: 'inprocess', championAlias: 'champion', challengerAlias: 'challenger' });
+  expect(plan.analysis).toEqual({
+    interval: '30s',
+    maxExtensions: 1,
+    onInconclusive: 'pause',
+    onNoData: 'rollback',
+    maxConsecutiveErrors: 3,
+  });
+  expect(plan.registry).toEqual({
+    type: 'inprocess',
+    championAlias: 'champion',
+    challengerAlias: 'challenger',
+  });
   expect(plan.serving).toEqual({ type: 'inprocess' });
   expect(plan.metrics).toEqual({ type: 'inprocess' });
   expect(plan.notify).toEqual({ type: 'log' });
@@ -242,20 +281,21 @@ test('a YAML syntax error is a PlanError with the parser message, not schema iss
   const err = thrown(() => parsePlanText('canary:\n  steps: [\n', 'bad.yaml')) as PlanError;
   expect(err).toBeInstanceOf(PlanError);
   expect(err.source).toBe('bad.yaml');
-  expect(err.issues[0]!.message).toBe('Flow sequence in block collection must be sufficiently indented and end with a ]');
+  expect(err.issues[0]!.message).toBe(
+    'Flow sequence in block collection must be sufficiently indented and end with a ]',
+  );
   expect(err.issues.map((i) => i.path)).not.toContain('canary');
 });
 
-// BUG: load.ts parses with `prettyErrors: false`, and the yaml library only fills `linePos` when
-// prettyErrors is on, so every syntax error is reported at '(document)' instead of a line/column.
-// Flip to `test` when fixed.
 test('a YAML syntax error is located by line and column', () => {
   const err = thrown(() => parsePlanText('description: ok\na: b: c\n', 'bad.yaml')) as PlanError;
   expect(err.issues[0]!.path).toBe('line 2, column 4');
 });
 
 test('a duplicate key is a syntax error', () => {
-  const err = thrown(() => parsePlanText('canary: {steps: [{traffic: 100}]}\ncanary: {}\n', 'dup.yaml')) as PlanError;
+  const err = thrown(() =>
+    parsePlanText('canary: {steps: [{traffic: 100}]}\ncanary: {}\n', 'dup.yaml'),
+  ) as PlanError;
   expect(err.issues.map((i) => i.message)).toEqual(['Map keys must be unique']);
 });
 
@@ -285,7 +325,9 @@ test.each(examples)('examples/%s is a valid plan', (file) => {
 // ---- hashing and JSON Schema ----
 
 test('canonicalJson sorts keys at every level and drops undefined', () => {
-  expect(canonicalJson({ b: 1, a: { d: [2, { f: 1, e: 0 }], c: undefined } })).toBe('{"a":{"d":[2,{"e":0,"f":1}]},"b":1}');
+  expect(canonicalJson({ b: 1, a: { d: [2, { f: 1, e: 0 }], c: undefined } })).toBe(
+    '{"a":{"d":[2,{"e":0,"f":1}]},"b":1}',
+  );
 });
 
 test('hashPlan is stable under key order and changes when a value changes', () => {
@@ -309,7 +351,17 @@ test('planJsonSchema is an object schema that describes canary.steps', () => {
   const schema = planJsonSchema() as {
     type: string;
     required: string[];
-    properties: { canary: { properties: { steps: { type: string; minItems: number; items: { properties: Record<string, Record<string, unknown>> } } } } };
+    properties: {
+      canary: {
+        properties: {
+          steps: {
+            type: string;
+            minItems: number;
+            items: { properties: Record<string, Record<string, unknown>> };
+          };
+        };
+      };
+    };
   };
   expect(schema.type).toBe('object');
   expect(schema.required).toEqual(['canary']);
@@ -337,10 +389,13 @@ test.each([
   expect(parseDuration(text)).toBe(ms);
 });
 
-test.each(['', '5', 'm5', '-1s', '5x', '1 h', ' 5m', '5M', '1h 30m', '.5s'])('%j is not a duration', (text) => {
-  expect(isDuration(text)).toBe(false);
-  expect(() => parseDuration(text)).toThrow(RangeError);
-});
+test.each(['', '5', 'm5', '-1s', '5x', '1 h', ' 5m', '5M', '1h 30m', '.5s'])(
+  '%j is not a duration',
+  (text) => {
+    expect(isDuration(text)).toBe(false);
+    expect(() => parseDuration(text)).toThrow(RangeError);
+  },
+);
 
 test.each([
   [0, '0s'],

@@ -1,6 +1,16 @@
 import type { PlanInput } from '../../src/plan/schema';
 import type { Phase } from '../../src/workflows/types';
-import { expectRestored, fastPlan, lastSeq, opsAfter, seedModel, startStack, uniqueModel, waitForStatus, type TestStack } from '../helpers/stack';
+import {
+  expectRestored,
+  fastPlan,
+  lastSeq,
+  opsAfter,
+  seedModel,
+  startStack,
+  uniqueModel,
+  waitForStatus,
+  type TestStack,
+} from '../helpers/stack';
 
 let stack: TestStack;
 beforeAll(async () => {
@@ -15,10 +25,25 @@ afterEach(() => {
 const longCanary = { steps: [{ traffic: 10, bake: '60s' }, { traffic: 100 }] };
 
 /** How to bring a promotion into each phase before aborting it. */
-const cases: { phase: Phase; plan: Partial<PlanInput>; prepare?: () => void; pauseFirst?: boolean; undoTraffic: string[] }[] = [
+const cases: {
+  phase: Phase;
+  plan: Partial<PlanInput>;
+  prepare?: () => void;
+  pauseFirst?: boolean;
+  undoTraffic: string[];
+}[] = [
   { phase: 'staging', plan: {}, prepare: () => stack.plane.setDelay('deploy', 3000), undoTraffic: [] },
-  { phase: 'validating', plan: {}, prepare: () => stack.plane.setDelay('measureGate', 3000), undoTraffic: [] },
-  { phase: 'shadow', plan: { shadow: { duration: '60s', maxDisagreement: 0.5 } }, undoTraffic: ['setShadow:'] },
+  {
+    phase: 'validating',
+    plan: {},
+    prepare: () => stack.plane.setDelay('measureGate', 3000),
+    undoTraffic: [],
+  },
+  {
+    phase: 'shadow',
+    plan: { shadow: { duration: '60s', maxDisagreement: 0.5 } },
+    undoTraffic: ['setShadow:'],
+  },
   { phase: 'canary', plan: { canary: longCanary }, undoTraffic: ['setWeights:{"v1":100}'] },
   {
     phase: 'awaiting_approval',
@@ -26,42 +51,75 @@ const cases: { phase: Phase; plan: Partial<PlanInput>; prepare?: () => void; pau
     undoTraffic: ['setWeights:{"v1":100}'],
   },
   { phase: 'paused', plan: { canary: longCanary }, pauseFirst: true, undoTraffic: ['setWeights:{"v1":100}'] },
-  { phase: 'watching', plan: { canary: { steps: [{ traffic: 100, bake: '1s' }] }, watch: { window: '60s', interval: '1s', holdbackPercent: 10 } }, undoTraffic: ['setWeights:{"v1":100}'] },
+  {
+    phase: 'watching',
+    plan: {
+      canary: { steps: [{ traffic: 100, bake: '1s' }] },
+      watch: { window: '60s', interval: '1s', holdbackPercent: 10 },
+    },
+    undoTraffic: ['setWeights:{"v1":100}'],
+  },
 ];
 
-test.each(cases)('abort during $phase rolls back in order: traffic, registry, policy, serving', async ({ phase, plan, prepare, pauseFirst, undoTraffic }) => {
-  const model = uniqueModel(`abort-${phase}`);
-  seedModel(stack.plane, model);
-  prepare?.();
-  const before = lastSeq(stack.plane);
-  const { id } = await stack.promotions.start({ model, version: 'v2', plan: fastPlan(plan), startedBy: 'ci' });
-  if (pauseFirst) {
-    await waitForStatus(stack.promotions, id, (s) => s.phase === 'canary' && s.trafficPercent === 10);
-    await stack.promotions.control(id, 'pause', 'oncall', 'looking at dashboards');
-  }
-  const during = await waitForStatus(stack.promotions, id, (s) => s.phase === phase);
-  const atAbort = lastSeq(stack.plane);
-  await expect(stack.promotions.control(id, 'abort', 'oncall', `abort in ${phase}`)).resolves.toMatchObject({ accepted: true });
-  const result = await stack.promotions.result(id);
+test.each(cases)(
+  'abort during $phase rolls back in order: traffic, registry, policy, serving',
+  async ({ phase, plan, prepare, pauseFirst, undoTraffic }) => {
+    const model = uniqueModel(`abort-${phase}`);
+    seedModel(stack.plane, model);
+    prepare?.();
+    const before = lastSeq(stack.plane);
+    const { id } = await stack.promotions.start({
+      model,
+      version: 'v2',
+      plan: fastPlan(plan),
+      startedBy: 'ci',
+    });
+    if (pauseFirst) {
+      await waitForStatus(stack.promotions, id, (s) => s.phase === 'canary' && s.trafficPercent === 10);
+      await stack.promotions.control(id, 'pause', 'oncall', 'looking at dashboards');
+    }
+    const during = await waitForStatus(stack.promotions, id, (s) => s.phase === phase);
+    const atAbort = lastSeq(stack.plane);
+    await expect(stack.promotions.control(id, 'abort', 'oncall', `abort in ${phase}`)).resolves.toMatchObject(
+      { accepted: true },
+    );
+    const result = await stack.promotions.result(id);
 
-  expect(result.outcome).toBe('aborted');
-  expect(result.reason).toBe(`aborted by oncall: abort in ${phase}`);
-  expect(during.phase).toBe(phase);
-  expectRestored(stack.plane, model);
+    expect(result.outcome).toBe('aborted');
+    expect(result.reason).toBe(`aborted by oncall: abort in ${phase}`);
+    expect(during.phase).toBe(phase);
+    expectRestored(stack.plane, model);
 
-  // Compensations after the abort, in the saga's fixed order (an in-flight step may finish first).
-  const undo = opsAfter(stack.plane, model, atAbort).filter((op) => !op.startsWith('deploy') && !op.startsWith('setTags'));
-  const expected = [...undoTraffic, 'setAlias:challenger', 'setPolicy:v2', 'decommission:v2'];
-  expect(undo.slice(-expected.length)).toEqual(expected);
-  const rollbackLog = result.status.decisions.filter((d) => d.kind === 'rollback').map((d) => d.reason.split(':')[0]);
-  expect(rollbackLog).toEqual([...(undoTraffic.length > 0 ? ['traffic'] : []), 'registry', 'policy', 'serving']);
-  expect(opsAfter(stack.plane, model, before)[0]).toMatch(/^(deploy|setAlias)/);
-});
+    // Compensations after the abort, in the saga's fixed order (an in-flight step may finish first).
+    const undo = opsAfter(stack.plane, model, atAbort).filter(
+      (op) => !op.startsWith('deploy') && !op.startsWith('setTags'),
+    );
+    const expected = [...undoTraffic, 'setAlias:challenger', 'setPolicy:v2', 'decommission:v2'];
+    expect(undo.slice(-expected.length)).toEqual(expected);
+    const rollbackLog = result.status.decisions
+      .filter((d) => d.kind === 'rollback')
+      .map((d) => d.reason.split(':')[0]);
+    expect(rollbackLog).toEqual([
+      ...(undoTraffic.length > 0 ? ['traffic'] : []),
+      'registry',
+      'policy',
+      'serving',
+    ]);
+    expect(opsAfter(stack.plane, model, before)[0]).toMatch(/^(deploy|setAlias)/);
+  },
+);
 
 test('pause holds the canary step; resume continues to completion', async () => {
   const model = uniqueModel('pause');
   seedModel(stack.plane, model);
-  const plan = fastPlan({ canary: { steps: [{ traffic: 10, bake: '2s' }, { traffic: 100, bake: '1s' }] } });
+  const plan = fastPlan({
+    canary: {
+      steps: [
+        { traffic: 10, bake: '2s' },
+        { traffic: 100, bake: '1s' },
+      ],
+    },
+  });
   const { id } = await stack.promotions.start({ model, version: 'v2', plan, startedBy: 'ci' });
   await waitForStatus(stack.promotions, id, (s) => s.trafficPercent === 10);
   await stack.promotions.control(id, 'pause', 'oncall', 'hold on');
@@ -69,7 +127,11 @@ test('pause holds the canary step; resume continues to completion', async () => 
   // Well past the bake: still paused at 10%, with guardrails still checked.
   await new Promise((r) => setTimeout(r, 4000));
   const held = await stack.promotions.status(id);
-  expect(held).toMatchObject({ phase: 'paused', trafficPercent: 10, paused: { by: 'oncall', reason: 'hold on' } });
+  expect(held).toMatchObject({
+    phase: 'paused',
+    trafficPercent: 10,
+    paused: { by: 'oncall', reason: 'hold on' },
+  });
   expect(held.lastChecks.map((c) => c.subject)).toEqual(['guardrail error_rate']);
   await stack.promotions.control(id, 'resume', 'oncall');
   const result = await stack.promotions.result(id);
@@ -80,7 +142,12 @@ test('pause holds the canary step; resume continues to completion', async () => 
 test('workflow cancellation runs the compensations too', async () => {
   const model = uniqueModel('cancel');
   seedModel(stack.plane, model);
-  const { id } = await stack.promotions.start({ model, version: 'v2', plan: fastPlan({ canary: longCanary }), startedBy: 'ci' });
+  const { id } = await stack.promotions.start({
+    model,
+    version: 'v2',
+    plan: fastPlan({ canary: longCanary }),
+    startedBy: 'ci',
+  });
   await waitForStatus(stack.promotions, id, (s) => s.trafficPercent === 10);
   await stack.promotions.handle(id).cancel();
   const result = await stack.promotions.result(id);

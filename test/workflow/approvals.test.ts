@@ -1,5 +1,14 @@
 import { NotAllowedError } from '../../src/common/errors';
-import { fastPlan, phaseIs, seedModel, startStack, uniqueModel, waitForStatus, expectRestored, type TestStack } from '../helpers/stack';
+import {
+  fastPlan,
+  phaseIs,
+  seedModel,
+  startStack,
+  uniqueModel,
+  waitForStatus,
+  expectRestored,
+  type TestStack,
+} from '../helpers/stack';
 import { approveSignal } from '../../src/workflows/messages';
 
 let stack: TestStack;
@@ -13,7 +22,11 @@ const approvalPlan = (approval: Record<string, unknown>) =>
     canary: {
       steps: [
         { traffic: 10, bake: '1s' },
-        { traffic: 100, bake: '1s', approval: { approvers: ['alice', 'bob', 'carol'], required: 1, timeout: '2m', ...approval } },
+        {
+          traffic: 100,
+          bake: '1s',
+          approval: { approvers: ['alice', 'bob', 'carol'], required: 1, timeout: '2m', ...approval },
+        },
       ],
     },
   });
@@ -28,15 +41,34 @@ async function startAwaiting(plan = approvalPlan({})) {
 
 test('refuses a user who is not on the allow-list, self-approval and a double vote; each refusal is logged', async () => {
   const { id } = await startAwaiting(approvalPlan({ required: 2 }));
-  await expect(stack.promotions.vote(id, 'approve', 'mallory')).rejects.toThrow(new NotAllowedError('mallory is not an approver of step 2 (allowed: alice, bob, carol)'));
-  await expect(stack.promotions.vote(id, 'approve', 'alice')).rejects.toThrow(/alice started this promotion and cannot approve it/);
-  await expect(stack.promotions.vote(id, 'approve', 'bob')).resolves.toMatchObject({ accepted: true, received: 1, required: 2 });
-  await expect(stack.promotions.vote(id, 'approve', 'bob')).rejects.toThrow(/bob has already approved step 2/);
+  await expect(stack.promotions.vote(id, 'approve', 'mallory')).rejects.toThrow(
+    new NotAllowedError('mallory is not an approver of step 2 (allowed: alice, bob, carol)'),
+  );
+  await expect(stack.promotions.vote(id, 'approve', 'alice')).rejects.toThrow(
+    /alice started this promotion and cannot approve it/,
+  );
+  await expect(stack.promotions.vote(id, 'approve', 'bob')).resolves.toMatchObject({
+    accepted: true,
+    received: 1,
+    required: 2,
+  });
+  await expect(stack.promotions.vote(id, 'approve', 'bob')).rejects.toThrow(
+    /bob has already approved step 2/,
+  );
 
   // The signal path shares the same rules: a refused signal is recorded, never silently dropped.
   await stack.promotions.handle(id).signal(approveSignal, { by: 'mallory' });
-  const status = await waitForStatus(stack.promotions, id, (s) => s.decisions.filter((d) => d.kind === 'refused').length === 4);
-  expect(status.decisions.filter((d) => d.kind === 'refused').map((d) => d.by)).toEqual(['mallory', 'alice', 'bob', 'mallory']);
+  const status = await waitForStatus(
+    stack.promotions,
+    id,
+    (s) => s.decisions.filter((d) => d.kind === 'refused').length === 4,
+  );
+  expect(status.decisions.filter((d) => d.kind === 'refused').map((d) => d.by)).toEqual([
+    'mallory',
+    'alice',
+    'bob',
+    'mallory',
+  ]);
   expect(status.pendingApproval).toMatchObject({ received: 1, required: 2 });
 
   await stack.promotions.vote(id, 'approve', 'carol', 'second approval');
@@ -52,13 +84,21 @@ test('N of M: the step waits until the required number of distinct approvers agr
   await stack.promotions.vote(id, 'approve', 'carol');
   const result = await stack.promotions.result(id);
   expect(result.outcome).toBe('succeeded');
-  expect(result.status.decisions.filter((d) => d.kind === 'approved').map((d) => d.by)).toEqual(['bob', 'carol']);
+  expect(result.status.decisions.filter((d) => d.kind === 'approved').map((d) => d.by)).toEqual([
+    'bob',
+    'carol',
+  ]);
 });
 
 test('no approval pending: a vote is refused', async () => {
   const model = uniqueModel('approve');
   seedModel(stack.plane, model);
-  const { id } = await stack.promotions.start({ model, version: 'v2', plan: fastPlan({ canary: { steps: [{ traffic: 10, bake: '20s' }, { traffic: 100 }] } }), startedBy: 'ci' });
+  const { id } = await stack.promotions.start({
+    model,
+    version: 'v2',
+    plan: fastPlan({ canary: { steps: [{ traffic: 10, bake: '20s' }, { traffic: 100 }] } }),
+    startedBy: 'ci',
+  });
   await waitForStatus(stack.promotions, id, phaseIs('canary'));
   await expect(stack.promotions.vote(id, 'approve', 'alice')).rejects.toThrow('no approval is pending');
   await stack.promotions.control(id, 'abort', 'oncall', 'test over');
@@ -89,7 +129,11 @@ test('approval timeout with onTimeout pause waits for a human; resume re-opens t
   expect(paused.pendingApproval).toMatchObject({ expiresAt: null, received: 0 });
   expect(paused.paused?.by).toBe('promote');
   await stack.promotions.control(id, 'resume', 'bob');
-  const reopened = await waitForStatus(stack.promotions, id, (s) => s.phase === 'awaiting_approval' && s.pendingApproval?.expiresAt !== null);
+  const reopened = await waitForStatus(
+    stack.promotions,
+    id,
+    (s) => s.phase === 'awaiting_approval' && s.pendingApproval?.expiresAt !== null,
+  );
   expect(Date.parse(reopened.pendingApproval!.expiresAt!)).toBeGreaterThan(Date.now() - 1000);
   await stack.promotions.vote(id, 'approve', 'carol');
   expect((await stack.promotions.result(id)).outcome).toBe('succeeded');

@@ -6,7 +6,16 @@ import { randomUUID } from 'node:crypto';
 import { Promotions } from '../../src/client/promotions';
 import { ConflictError } from '../../src/common/errors';
 import { InProcessPlane, type Operation } from '../../src/providers/inprocess/plane';
-import { fastPlan, phaseIs, seedModel, startStack, testAddress, uniqueModel, waitForStatus, type TestStack } from '../helpers/stack';
+import {
+  fastPlan,
+  phaseIs,
+  seedModel,
+  startStack,
+  testAddress,
+  uniqueModel,
+  waitForStatus,
+  type TestStack,
+} from '../helpers/stack';
 
 let stack: TestStack;
 beforeAll(async () => {
@@ -27,11 +36,20 @@ test('of two concurrent starts for the same model exactly one wins; the other na
   expect(won).toHaveLength(1);
   expect(lost).toHaveLength(1);
   expect(lost[0]!.reason).toBeInstanceOf(ConflictError);
-  expect((lost[0]!.reason as Error).message).toMatch(new RegExp(`^a promotion of ${model} is already running: promotion-${model} \\(candidate v[23], `));
+  expect((lost[0]!.reason as Error).message).toMatch(
+    new RegExp(`^a promotion of ${model} is already running: promotion-${model} \\(candidate v[23], `),
+  );
   await stack.promotions.control(`promotion-${model}`, 'abort', 'oncall', 'race test over');
   await stack.promotions.result(`promotion-${model}`);
   // Once the first has finished, the model can be promoted again.
-  await expect(stack.promotions.start({ model, version: 'v3', plan: fastPlan({ canary: { steps: [{ traffic: 100 }] } }), startedBy: 'ci' })).resolves.toMatchObject({ id: `promotion-${model}` });
+  await expect(
+    stack.promotions.start({
+      model,
+      version: 'v3',
+      plan: fastPlan({ canary: { steps: [{ traffic: 100 }] } }),
+      startedBy: 'ci',
+    }),
+  ).resolves.toMatchObject({ id: `promotion-${model}` });
   expect((await stack.promotions.result(model)).outcome).toBe('succeeded');
 });
 
@@ -46,7 +64,13 @@ test('continue-as-new with a lowered threshold carries the whole state: votes, d
       ],
     },
   });
-  const { id, planHash } = await stack.promotions.start({ model, version: 'v2', plan, startedBy: 'ci', continueAsNewAfterEvents: 60 });
+  const { id, planHash } = await stack.promotions.start({
+    model,
+    version: 'v2',
+    plan,
+    startedBy: 'ci',
+    continueAsNewAfterEvents: 60,
+  });
   await waitForStatus(stack.promotions, id, phaseIs('awaiting_approval'));
   await stack.promotions.vote(id, 'approve', 'alice', 'first');
   // Guardrail checks every second grow the history until the run continues as new.
@@ -55,17 +79,27 @@ test('continue-as-new with a lowered threshold carries the whole state: votes, d
     phase: 'awaiting_approval',
     trafficPercent: 10,
     planHash,
-    pendingApproval: { step: 1, received: 1, required: 2, votes: [expect.objectContaining({ by: 'alice', comment: 'first' })] },
+    pendingApproval: {
+      step: 1,
+      received: 1,
+      required: 2,
+      votes: [expect.objectContaining({ by: 'alice', comment: 'first' })],
+    },
   });
   expect(carried.decisions[0]).toMatchObject({ kind: 'started', by: 'ci' });
   expect(carried.decisions.filter((d) => d.kind === 'continued_as_new').length).toBe(carried.continuedAsNew);
   // The double-vote rule still holds after the hand-over.
-  await expect(stack.promotions.vote(id, 'approve', 'alice')).rejects.toThrow('alice has already approved step 2');
+  await expect(stack.promotions.vote(id, 'approve', 'alice')).rejects.toThrow(
+    'alice has already approved step 2',
+  );
   await stack.promotions.vote(id, 'approve', 'bob', 'second');
   const result = await stack.promotions.result(id);
   expect(result.outcome).toBe('succeeded');
-  expect(result.status.decisions.filter((d) => d.kind === 'approved').map((d) => d.by)).toEqual(['alice', 'bob']);
-  const runs = await stack.client.workflow.list({ query: `WorkflowId = '${id}'` });
+  expect(result.status.decisions.filter((d) => d.kind === 'approved').map((d) => d.by)).toEqual([
+    'alice',
+    'bob',
+  ]);
+  const runs = stack.client.workflow.list({ query: `WorkflowId = '${id}'` });
   let count = 0;
   for await (const _ of runs) count++;
   expect(count).toBeGreaterThanOrEqual(3);
@@ -95,7 +129,14 @@ test('a worker killed with SIGKILL mid-bake and restarted finishes the promotion
   const model = uniqueModel('kill');
   const seeded = new InProcessPlane(stateDir);
   seedModel(seeded, model);
-  const plan = fastPlan({ canary: { steps: [{ traffic: 10, bake: '6s' }, { traffic: 100, bake: '2s' }] } });
+  const plan = fastPlan({
+    canary: {
+      steps: [
+        { traffic: 10, bake: '6s' },
+        { traffic: 100, bake: '2s' },
+      ],
+    },
+  });
   const promotions = new Promotions(stack.client, taskQueue);
 
   let worker = spawnWorker(stateDir, taskQueue);
@@ -114,9 +155,15 @@ test('a worker killed with SIGKILL mid-bake and restarted finishes the promotion
     expect(state.routes[model]!.weights).toEqual({ v2: 100 });
     expect(state.models[model]!.aliases).toEqual({ champion: 'v2' });
     expect(Object.keys(state.deployments[model]!)).toEqual(['v2']);
-    const ops = readFileSync(join(stateDir, 'operations.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Operation);
+    const ops = readFileSync(join(stateDir, 'operations.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Operation);
     expect(ops.filter((o) => o.op === 'deploy' && o.version === 'v2')).toHaveLength(1);
-    expect(ops.filter((o) => o.op === 'setWeights').map((o) => o.detail.weights)).toEqual([{ v1: 90, v2: 10 }, { v2: 100 }]);
+    expect(ops.filter((o) => o.op === 'setWeights').map((o) => o.detail.weights)).toEqual([
+      { v1: 90, v2: 10 },
+      { v2: 100 },
+    ]);
   } finally {
     worker.kill('SIGTERM');
     await new Promise((r) => (worker.exitCode !== null ? r(null) : worker.once('exit', r)));

@@ -2,6 +2,9 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { historyFromJSON } from '@temporalio/common/lib/proto-utils';
 import { Worker } from '@temporalio/worker';
+import { installQuietRuntime } from '../helpers/stack';
+
+installQuietRuntime();
 
 // Histories recorded by test/tools/record-histories.ts. A workflow change that would break running
 // promotions (a different command sequence on replay) fails here.
@@ -15,6 +18,10 @@ test('committed histories exist', () => {
 test.each(files)('replays %s without nondeterminism', async (file) => {
   const history = historyFromJSON(JSON.parse(readFileSync(join(dir, file), 'utf8')));
   await expect(
-    Worker.runReplayHistory({ workflowBundle: { codePath: process.env.PROMOTE_TEST_BUNDLE! } }, history, file.replace('.json', '')),
+    Worker.runReplayHistory(
+      { workflowBundle: { codePath: process.env.PROMOTE_TEST_BUNDLE! } },
+      history,
+      file.replace('.json', ''),
+    ),
   ).resolves.toBeUndefined();
 });

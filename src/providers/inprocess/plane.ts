@@ -72,7 +72,13 @@ export interface PlaneState {
 
 const emptyState = (): PlaneState => ({ models: {}, deployments: {}, routes: {}, policies: {}, seq: 0 });
 
-export const DEFAULT_BEHAVIOUR: Behaviour = { errorRate: 0.001, latencyMs: 8, latencyJitterMs: 4, signal: 1.5, scoreShift: 0 };
+export const DEFAULT_BEHAVIOUR: Behaviour = {
+  errorRate: 0.001,
+  latencyMs: 8,
+  latencyJitterMs: 4,
+  signal: 1.5,
+  scoreShift: 0,
+};
 
 export class InProcessPlane implements Registry, Serving, TrafficRouter, PolicyStore, Validator {
   private state: PlaneState;
@@ -86,16 +92,28 @@ export class InProcessPlane implements Registry, Serving, TrafficRouter, PolicyS
   /** `stateDir` null keeps everything in memory; otherwise state survives a worker restart. */
   constructor(readonly stateDir: string | null) {
     this.stateFile = new JsonFile(stateDir ? join(stateDir, 'plane.json') : null, emptyState);
-    this.opsFile = new JsonFile(stateDir ? join(stateDir, 'operations.jsonl') : null, () => undefined as never);
+    this.opsFile = new JsonFile(
+      stateDir ? join(stateDir, 'operations.jsonl') : null,
+      () => undefined as never,
+    );
     this.state = this.stateFile.read();
   }
 
   // ---- seeding (tests, demo) ----
 
   /** Registers a version (as training would). Replaces an existing record of the same version. */
-  registerVersion(record: Omit<VersionRecord, 'tags' | 'behaviour'> & { tags?: Record<string, string>; behaviour?: Partial<Behaviour> }): void {
+  registerVersion(
+    record: Omit<VersionRecord, 'tags' | 'behaviour'> & {
+      tags?: Record<string, string>;
+      behaviour?: Partial<Behaviour>;
+    },
+  ): void {
     const model = this.modelRecord(record.model, true);
-    model.versions[record.version] = { tags: {}, ...record, behaviour: { ...DEFAULT_BEHAVIOUR, ...record.behaviour } };
+    model.versions[record.version] = {
+      tags: {},
+      ...record,
+      behaviour: { ...DEFAULT_BEHAVIOUR, ...record.behaviour },
+    };
     if (model.servedFeatures.length === 0) model.servedFeatures = record.inputs;
     this.save();
   }
@@ -172,7 +190,12 @@ export class InProcessPlane implements Registry, Serving, TrafficRouter, PolicyS
     const existing = this.state.deployments[model]?.[version];
     if (existing) return { ...existing };
     await this.delay('deploy');
-    const deployment: Deployment = { model, version, endpoint: `inprocess://${model}/${version}`, healthy: true };
+    const deployment: Deployment = {
+      model,
+      version,
+      endpoint: `inprocess://${model}/${version}`,
+      healthy: true,
+    };
     (this.state.deployments[model] ??= {})[version] = deployment;
     this.record('deploy', model, version, {});
     return { ...deployment };
@@ -186,7 +209,9 @@ export class InProcessPlane implements Registry, Serving, TrafficRouter, PolicyS
     const rand = seededRandom(`${model}/${version}/smoke`);
     const failures = Array.from({ length: 5 }, () => rand() < behaviour.errorRate).filter(Boolean).length;
     return Promise.resolve(
-      failures === 5 ? { ok: false, detail: '5 of 5 probe requests failed' } : { ok: true, detail: `${5 - failures} of 5 probe requests answered` },
+      failures === 5
+        ? { ok: false, detail: '5 of 5 probe requests failed' }
+        : { ok: true, detail: `${5 - failures} of 5 probe requests answered` },
     );
   }
 
@@ -221,7 +246,8 @@ export class InProcessPlane implements Registry, Serving, TrafficRouter, PolicyS
     const total = Object.values(clean).reduce((a, b) => a + b, 0);
     if (total !== 100) throw new InvalidInputError(`weights for ${model} sum to ${total}, not 100`);
     for (const version of Object.keys(clean)) {
-      if (!this.isDeployed(model, version)) throw new InvalidInputError(`${model}/${version} has no healthy deployment`);
+      if (!this.isDeployed(model, version))
+        throw new InvalidInputError(`${model}/${version} has no healthy deployment`);
     }
     const route = (this.state.routes[model] ??= { model, weights: {}, shadow: null, stickyKey });
     if (JSON.stringify(route.weights) !== JSON.stringify(clean) || route.stickyKey !== stickyKey) {
@@ -253,7 +279,12 @@ export class InProcessPlane implements Registry, Serving, TrafficRouter, PolicyS
   }
 
   private deploySync(model: string, version: string): void {
-    (this.state.deployments[model] ??= {})[version] = { model, version, endpoint: `inprocess://${model}/${version}`, healthy: true };
+    (this.state.deployments[model] ??= {})[version] = {
+      model,
+      version,
+      endpoint: `inprocess://${model}/${version}`,
+      healthy: true,
+    };
   }
 
   // ---- Policy ----
@@ -285,7 +316,11 @@ export class InProcessPlane implements Registry, Serving, TrafficRouter, PolicyS
     if (gate.check === 'feature_schema') {
       const served = new Map(this.modelRecord(model).servedFeatures.map((f) => [f.name, f.type]));
       const problems = record.inputs.flatMap((f) =>
-        !served.has(f.name) ? [`missing ${f.name}`] : served.get(f.name) !== f.type ? [`${f.name} is ${served.get(f.name)}, expected ${f.type}`] : [],
+        !served.has(f.name)
+          ? [`missing ${f.name}`]
+          : served.get(f.name) !== f.type
+            ? [`${f.name} is ${served.get(f.name)}, expected ${f.type}`]
+            : [],
       );
       return Promise.resolve({
         metric,
@@ -300,12 +335,25 @@ export class InProcessPlane implements Registry, Serving, TrafficRouter, PolicyS
       const rand = seededRandom(`${model}/${version}/latency`);
       const b = record.behaviour;
       const samples = Array.from({ length: 500 }, () => b.latencyMs + rand() * b.latencyJitterMs);
-      return Promise.resolve({ metric, version, value: quantile(samples, gate.metric === 'latency_p50_ms' ? 0.5 : 0.99), samples: 500, phase: 'Ok' });
+      return Promise.resolve({
+        metric,
+        version,
+        value: quantile(samples, gate.metric === 'latency_p50_ms' ? 0.5 : 0.99),
+        samples: 500,
+        phase: 'Ok',
+      });
     }
     const value = gate.metric ? record.offline[gate.metric] : undefined;
     if (value === undefined) {
       const known = Object.keys(record.offline).filter((k) => k in GATE_METRICS);
-      return Promise.resolve({ metric, version, value: null, samples: 0, phase: 'Ok', detail: `no ${metric} evaluation recorded (have: ${known.join(', ') || 'none'})` });
+      return Promise.resolve({
+        metric,
+        version,
+        value: null,
+        samples: 0,
+        phase: 'Ok',
+        detail: `no ${metric} evaluation recorded (have: ${known.join(', ') || 'none'})`,
+      });
     }
     return Promise.resolve({ metric, version, value, samples: record.holdoutRows, phase: 'Ok' });
   }
@@ -321,8 +369,20 @@ export class InProcessPlane implements Registry, Serving, TrafficRouter, PolicyS
     return record;
   }
 
-  private record(op: Operation['op'], model: string, version: string | undefined, detail: Record<string, unknown>): void {
-    const entry: Operation = { seq: ++this.state.seq, at: new Date().toISOString(), op, model, version, detail };
+  private record(
+    op: Operation['op'],
+    model: string,
+    version: string | undefined,
+    detail: Record<string, unknown>,
+  ): void {
+    const entry: Operation = {
+      seq: ++this.state.seq,
+      at: new Date().toISOString(),
+      op,
+      model,
+      version,
+      detail,
+    };
     this.operations.push(entry);
     this.save();
     this.opsFile.append(entry);

@@ -35,7 +35,13 @@ const MAX_LABELLED = 100_000;
 
 export class InProcessMetrics implements MetricsSource {
   private readonly buckets = new Map<string, Bucket[]>();
-  private readonly pairs: { atMs: number; model: string; champion: string; candidate: string; pair: ScorePair }[] = [];
+  private readonly pairs: {
+    atMs: number;
+    model: string;
+    champion: string;
+    candidate: string;
+    pair: ScorePair;
+  }[] = [];
   private readonly labelled: Labelled[] = [];
 
   observe(model: string, version: string, atMs: number, latencyMs: number, failed: boolean): void {
@@ -67,24 +73,53 @@ export class InProcessMetrics implements MetricsSource {
   measure(q: WindowQuery & { metric: string }): Promise<Measurement> {
     const from = Math.floor(q.fromMs / 1000);
     const to = Math.floor(q.toMs / 1000);
-    const inWindow = (this.buckets.get(`${q.model}/${q.version}`) ?? []).filter((b) => b.sec >= from && b.sec <= to);
+    const inWindow = (this.buckets.get(`${q.model}/${q.version}`) ?? []).filter(
+      (b) => b.sec >= from && b.sec <= to,
+    );
     const requests = inWindow.reduce((n, b) => n + b.requests, 0);
     const errors = inWindow.reduce((n, b) => n + b.errors, 0);
-    const base = { metric: q.metric, version: q.version, samples: requests, phase: 'Ok' as const, fromMs: q.fromMs, toMs: q.toMs };
+    const base = {
+      metric: q.metric,
+      version: q.version,
+      samples: requests,
+      phase: 'Ok' as const,
+      fromMs: q.fromMs,
+      toMs: q.toMs,
+    };
     if (requests === 0) return Promise.resolve({ ...base, value: null });
-    if (q.metric === 'error_rate') return Promise.resolve({ ...base, value: errors / requests, events: errors });
+    if (q.metric === 'error_rate')
+      return Promise.resolve({ ...base, value: errors / requests, events: errors });
     const match = /^latency_p(\d+)_ms$/.exec(q.metric);
     if (match) {
       const latencies = inWindow.flatMap((b) => b.latencies);
       return Promise.resolve({ ...base, value: quantile(latencies, Number(match[1]) / 100) });
     }
-    return Promise.resolve({ ...base, value: null, samples: 0, phase: 'Error', error: `metric ${q.metric} is not measured in-process` });
+    return Promise.resolve({
+      ...base,
+      value: null,
+      samples: 0,
+      phase: 'Error',
+      error: `metric ${q.metric} is not measured in-process`,
+    });
   }
 
-  shadowPairs(q: { model: string; champion: string; candidate: string; fromMs: number; toMs: number }): Promise<ScorePair[]> {
+  shadowPairs(q: {
+    model: string;
+    champion: string;
+    candidate: string;
+    fromMs: number;
+    toMs: number;
+  }): Promise<ScorePair[]> {
     return Promise.resolve(
       this.pairs
-        .filter((p) => p.model === q.model && p.champion === q.champion && p.candidate === q.candidate && p.atMs >= q.fromMs && p.atMs <= q.toMs)
+        .filter(
+          (p) =>
+            p.model === q.model &&
+            p.champion === q.champion &&
+            p.candidate === q.candidate &&
+            p.atMs >= q.fromMs &&
+            p.atMs <= q.toMs,
+        )
         .map((p) => p.pair),
     );
   }
@@ -92,13 +127,30 @@ export class InProcessMetrics implements MetricsSource {
   /** Labels visible by `toMs` for predictions made by the version in the window. */
   labelMetric(q: WindowQuery & { metric: string }): Promise<Measurement> {
     const rows = this.labelled.filter(
-      (r) => r.model === q.model && r.version === q.version && r.atMs >= q.fromMs && r.atMs <= q.toMs && r.labelAtMs <= q.toMs,
+      (r) =>
+        r.model === q.model &&
+        r.version === q.version &&
+        r.atMs >= q.fromMs &&
+        r.atMs <= q.toMs &&
+        r.labelAtMs <= q.toMs,
     );
     const scores = rows.map((r) => r.score);
     const labels = rows.map((r) => r.label);
-    const base = { metric: q.metric, version: q.version, samples: rows.length, phase: 'Ok' as const, fromMs: q.fromMs, toMs: q.toMs };
+    const base = {
+      metric: q.metric,
+      version: q.version,
+      samples: rows.length,
+      phase: 'Ok' as const,
+      fromMs: q.fromMs,
+      toMs: q.toMs,
+    };
     if (rows.length === 0) return Promise.resolve({ ...base, value: null });
-    const value = q.metric === 'auc' ? auc(scores, labels) : q.metric === 'log_loss' ? logLoss(scores, labels) : accuracy(scores, labels);
+    const value =
+      q.metric === 'auc'
+        ? auc(scores, labels)
+        : q.metric === 'log_loss'
+          ? logLoss(scores, labels)
+          : accuracy(scores, labels);
     return Promise.resolve({ ...base, value: Number.isNaN(value) ? null : value });
   }
 }
@@ -151,7 +203,11 @@ export class TrafficDriver {
     }
   }
 
-  private request(model: string, route: NonNullable<ReturnType<InProcessPlane['routeNow']>>, now: number): void {
+  private request(
+    model: string,
+    route: NonNullable<ReturnType<InProcessPlane['routeNow']>>,
+    now: number,
+  ): void {
     const entity = `e${Math.floor(this.rand() * (this.options.entities ?? 5000))}`;
     // Sticky assignment: the entity's hash picks a point in [0, 100); weights are laid out in version order.
     const point = hash32(`${model}:${entity}`) % 100;
@@ -167,13 +223,23 @@ export class TrafficDriver {
     if (!served) return;
     const primary = this.answer(model, served, entity, now);
     if (primary.score !== null) {
-      this.metrics.observePrediction({ atMs: now, labelAtMs: now + (this.options.labelDelayMs ?? 0), model, version: served, score: primary.score, label: trueLabel(entity) });
+      this.metrics.observePrediction({
+        atMs: now,
+        labelAtMs: now + (this.options.labelDelayMs ?? 0),
+        model,
+        version: served,
+        score: primary.score,
+        label: trueLabel(entity),
+      });
     }
     const shadow = route.shadow;
     if (shadow && shadow.version !== served && this.rand() < shadow.sampleRate) {
       const mirrored = this.answer(model, shadow.version, entity, now);
       if (primary.score !== null && mirrored.score !== null) {
-        this.metrics.observePair(now, model, served, shadow.version, { champion: primary.score, candidate: mirrored.score });
+        this.metrics.observePair(now, model, served, shadow.version, {
+          champion: primary.score,
+          candidate: mirrored.score,
+        });
       }
     }
   }
