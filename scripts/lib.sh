@@ -54,6 +54,32 @@ ensure_temporal_cli() {
   TEMPORAL_CLI_PATH="$dir/temporal"; export TEMPORAL_CLI_PATH
 }
 
+# The time-skipping test server (Temporal's Java test server from Maven Central) and an exec
+# wrapper the SDK can start as an existing executable. Cached per user, keyed by version.
+TEMPORAL_TEST_SERVER_VERSION="1.31.0"
+ensure_test_server() {
+  local dir="$PROMOTE_CACHE/temporal-test-server/$TEMPORAL_TEST_SERVER_VERSION"
+  if [[ ! -x "$dir/test-server" ]]; then
+    command -v mvn >/dev/null 2>&1 || { say "Maven is needed to fetch the Temporal test server"; return 1; }
+    command -v java >/dev/null 2>&1 || { say "Java is needed to run the Temporal test server"; return 1; }
+    say "fetching the Temporal time-skipping test server $TEMPORAL_TEST_SERVER_VERSION with Maven into $dir (first run only)..."
+    mkdir -p "$dir"
+    cat >"$dir/pom.xml" <<POM
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>promote</groupId><artifactId>temporal-test-server-runtime</artifactId><version>1</version>
+  <dependencies>
+    <dependency><groupId>io.temporal</groupId><artifactId>temporal-test-server</artifactId><version>$TEMPORAL_TEST_SERVER_VERSION</version></dependency>
+  </dependencies>
+</project>
+POM
+    (cd "$dir" && mvn -q -B -Dstyle.color=never dependency:copy-dependencies -DoutputDirectory=jars >&2)
+    printf '#!/usr/bin/env bash\nexec java -cp "%s/jars/*" io.temporal.testserver.TestServer "$@"\n' "$dir" >"$dir/test-server.tmp"
+    chmod +x "$dir/test-server.tmp" && mv "$dir/test-server.tmp" "$dir/test-server"
+  fi
+  TEMPORAL_TEST_SERVER_PATH="$dir/test-server"; export TEMPORAL_TEST_SERVER_PATH
+}
+
 ensure_all() {
   ensure_node_modules
   ensure_build
