@@ -80,8 +80,25 @@ POM
   TEMPORAL_TEST_SERVER_PATH="$dir/test-server"; export TEMPORAL_TEST_SERVER_PATH
 }
 
+# The Python environment of the serving plane (MLflow, scikit-learn), created in place in a per-user
+# cache keyed by python/requirements.txt (venvs cannot be moved), marked complete only when done.
+ensure_python_env() {
+  local key dir
+  key="$(sha256sum "$PROMOTE_ROOT/python/requirements.txt" | cut -c1-16)"
+  dir="$PROMOTE_CACHE/python/$key"
+  if [[ ! -f "$dir/.complete" ]]; then
+    say "creating the Python environment (MLflow, scikit-learn) in $dir (first run only, about a minute)..."
+    rm -rf "$dir"
+    python3 -m venv "$dir"
+    "$dir/bin/pip" install --quiet --disable-pip-version-check -r "$PROMOTE_ROOT/python/requirements.txt" >&2
+    touch "$dir/.complete"
+  fi
+  PROMOTE_PYTHON_ENV="$dir"; export PROMOTE_PYTHON_ENV
+}
+
 ensure_all() {
   ensure_node_modules
   ensure_build
   ensure_temporal_cli
+  ensure_python_env
 }

@@ -5,6 +5,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ensure_node_modules
 ensure_temporal_cli
 ensure_test_server
+ensure_python_env
 cd "$PROMOTE_ROOT"
 mkdir -p test-results
 set +e
