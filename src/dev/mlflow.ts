@@ -50,11 +50,11 @@ export async function startMlflowServer(opts: {
     { stdio: ['ignore', log, log], env: { ...process.env, MLFLOW_TRACKING_URI: '' } },
   );
   const url = `http://${host}:${opts.port}`;
-  let exited: string | null = null;
-  child.on('exit', (code, signal) => (exited = `exited with ${signal ?? code}`));
+  const state: { exited: string | null } = { exited: null };
+  child.on('exit', (code, signal) => (state.exited = `exited with ${signal ?? code}`));
   const deadline = Date.now() + 90_000;
   for (;;) {
-    if (exited) throw new Error(`the MLflow server ${exited}; see ${join(dataDir, 'server.log')}`);
+    if (state.exited) throw new Error(`the MLflow server ${state.exited}; see ${join(dataDir, 'server.log')}`);
     try {
       if ((await fetch(`${url}/health`, { signal: AbortSignal.timeout(1000) })).ok) break;
     } catch {
