@@ -1,0 +1,240 @@
+/**
+ * The model server supervisor: one `mlflow models serve` process per deployed version, each on its
+ * own free port. Servers run in their own process groups and outlive the worker; their records are
+ * persisted, so a restarted worker adopts the running servers instead of starting duplicates.
+ * A monitor restarts a server that died. deploy and decommission are idempotent.
+ */
+import { spawn } from 'node:child_process';
+import { mkdirSync, openSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from '../common/logger';
+import { freePort } from '../common/net';
+import { JsonFile } from '../providers/inprocess/store';
+
+export interface ServerRecord {
+  model: string;
+  version: string;
+  port: number;
+  pid: number;
+  startedAt: string;
+  restarts: number;
+}
+
+export interface SupervisorOptions {
+  /** Where servers.json and the servers' logs live. */
+  stateDir: string;
+  /** MLflow tracking URI the servers load `models:/<model>/<version>` from. */
+  trackingUri: string;
+  /** The Python environment with MLflow (bin/mlflow, bin/uvicorn). */
+  pythonEnv: string;
+  logger: Logger;
+  host?: string;
+  /** How long a server gets to answer /ping after start, ms. Default 120000. */
+  startTimeoutMs?: number;
+  /** Health check interval of the monitor, ms. Default 2000; 0 disables the monitor. */
+  monitorMs?: number;
+}
+
+const key = (model: string, version: string) => `${model}/${version}`;
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export class ModelServerSupervisor {
+  private readonly file: JsonFile<Record<string, ServerRecord>>;
+  private records: Record<string, ServerRecord>;
+  private readonly pending = new Map<string, Promise<ServerRecord>>();
+  private monitor: NodeJS.Timeout | null = null;
+  readonly host: string;
+
+  constructor(private readonly opts: SupervisorOptions) {
+    mkdirSync(opts.stateDir, { recursive: true });
+    this.file = new JsonFile(join(opts.stateDir, 'servers.json'), () => ({}));
+    this.records = this.file.read();
+    this.host = opts.host ?? '127.0.0.1';
+    const every = opts.monitorMs ?? 2000;
+    if (every > 0) {
+      this.monitor = setInterval(() => void this.heal(), every);
+      this.monitor.unref();
+    }
+  }
+
+  endpoint(record: ServerRecord): string {
+    return `http://${this.host}:${record.port}`;
+  }
+
+  /** The running server of a version, if any. */
+  get(model: string, version: string): ServerRecord | undefined {
+    return this.records[key(model, version)];
+  }
+
+  list(model?: string): ServerRecord[] {
+    return Object.values(this.records).filter((r) => model === undefined || r.model === model);
+  }
+
+  /** Starts the version's server unless one is already up (then returns it). Waits for health. */
+  deploy(model: string, version: string): Promise<ServerRecord> {
+    const k = key(model, version);
+    const running = this.pending.get(k);
+    if (running) return running;
+    const work = this.ensure(model, version).finally(() => this.pending.delete(k));
+    this.pending.set(k, work);
+    return work;
+  }
+
+  private async ensure(model: string, version: string): Promise<ServerRecord> {
+    const existing = this.records[key(model, version)];
+    if (existing && alive(existing.pid)) {
+      await this.waitHealthy(existing);
+      return existing;
+    }
+    return this.start(model, version, existing?.port, existing ? existing.restarts + 1 : 0);
+  }
+
+  private async start(model: string, version: string, port?: number, restarts = 0): Promise<ServerRecord> {
+    const chosen = port !== undefined && (await this.portFree(port)) ? port : await freePort();
+    const logDir = join(this.opts.stateDir, 'logs');
+    mkdirSync(logDir, { recursive: true });
+    const log = openSync(join(logDir, `${model}-${version}.log`), 'a');
+    const bin = join(this.opts.pythonEnv, 'bin');
+    const child = spawn(
+      join(bin, 'mlflow'),
+      [
+        'models',
+        'serve',
+        '-m',
+        `models:/${model}/${version}`,
+        '--env-manager',
+        'local',
+        '-h',
+        this.host,
+        '-p',
+        String(chosen),
+      ],
+      {
+        // Its own process group, so it outlives the worker and is stopped as a whole.
+        detached: true,
+        stdio: ['ignore', log, log],
+        env: {
+          ...process.env,
+          PATH: `${bin}:${process.env.PATH ?? ''}`,
+          MLFLOW_TRACKING_URI: this.opts.trackingUri,
+        },
+      },
+    );
+    child.unref();
+    if (child.pid === undefined) throw new Error(`could not start a model server for ${model}/${version}`);
+    const record: ServerRecord = {
+      model,
+      version,
+      port: chosen,
+      pid: child.pid,
+      startedAt: new Date().toISOString(),
+      restarts,
+    };
+    this.records[key(model, version)] = record;
+    this.save();
+    this.opts.logger.info(
+      { model, version, port: chosen, pid: child.pid, restarts },
+      'model server starting',
+    );
+    await this.waitHealthy(record);
+    this.opts.logger.info({ model, version, port: chosen }, 'model server healthy');
+    return record;
+  }
+
+  private async portFree(port: number): Promise<boolean> {
+    try {
+      await fetch(`http://${this.host}:${port}/ping`, { signal: AbortSignal.timeout(500) });
+      return false;
+    } catch {
+      return true;
+    }
+  }
+
+  async healthy(record: ServerRecord): Promise<boolean> {
+    try {
+      return (await fetch(`${this.endpoint(record)}/ping`, { signal: AbortSignal.timeout(1000) })).ok;
+    } catch {
+      return false;
+    }
+  }
+
+  private async waitHealthy(record: ServerRecord): Promise<void> {
+    const deadline = Date.now() + (this.opts.startTimeoutMs ?? 120_000);
+    while (!(await this.healthy(record))) {
+      if (!alive(record.pid)) {
+        throw new Error(
+          `the model server for ${record.model}/${record.version} exited during start; see ${join(this.opts.stateDir, 'logs', `${record.model}-${record.version}.log`)}`,
+        );
+      }
+      if (Date.now() > deadline)
+        throw new Error(
+          `the model server for ${record.model}/${record.version} did not become healthy on port ${record.port}`,
+        );
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+
+  /** Stops the version's server and forgets it. Idempotent. */
+  async decommission(model: string, version: string): Promise<void> {
+    const record = this.records[key(model, version)];
+    if (!record) return;
+    delete this.records[key(model, version)];
+    this.save();
+    await this.kill(record.pid);
+    this.opts.logger.info({ model, version, port: record.port }, 'model server stopped');
+  }
+
+  private async kill(pid: number): Promise<void> {
+    const signal = (s: NodeJS.Signals) => {
+      try {
+        process.kill(-pid, s);
+      } catch {
+        // already gone
+      }
+    };
+    signal('SIGTERM');
+    for (let i = 0; i < 40 && alive(pid); i++) await new Promise((r) => setTimeout(r, 250));
+    signal('SIGKILL');
+  }
+
+  /** Restarts servers whose process died (the monitor calls this). */
+  async heal(): Promise<void> {
+    for (const record of Object.values(this.records)) {
+      if (alive(record.pid) || this.pending.has(key(record.model, record.version))) continue;
+      this.opts.logger.warn(
+        { model: record.model, version: record.version, pid: record.pid },
+        'model server died; restarting',
+      );
+      await this.deploy(record.model, record.version).catch((err: unknown) =>
+        this.opts.logger.error(
+          { model: record.model, version: record.version, err },
+          'model server restart failed',
+        ),
+      );
+    }
+  }
+
+  /** Stops the monitor; servers keep running (a restarted worker adopts them). */
+  close(): void {
+    if (this.monitor) clearInterval(this.monitor);
+    this.monitor = null;
+  }
+
+  /** Stops every server (the embedded stack's shutdown). */
+  async stopAll(): Promise<void> {
+    this.close();
+    for (const r of Object.values(this.records)) await this.decommission(r.model, r.version);
+  }
+
+  private save(): void {
+    this.file.write(this.records);
+  }
+}
