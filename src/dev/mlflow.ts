@@ -54,7 +54,8 @@ export async function startMlflowServer(opts: {
   child.on('exit', (code, signal) => (state.exited = `exited with ${signal ?? code}`));
   const deadline = Date.now() + 90_000;
   for (;;) {
-    if (state.exited) throw new Error(`the MLflow server ${state.exited}; see ${join(dataDir, 'server.log')}`);
+    if (state.exited)
+      throw new Error(`the MLflow server ${state.exited}; see ${join(dataDir, 'server.log')}`);
     try {
       if ((await fetch(`${url}/health`, { signal: AbortSignal.timeout(1000) })).ok) break;
     } catch {
