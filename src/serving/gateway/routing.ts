@@ -1,0 +1,46 @@
+/** Weighted sticky routing. Pure: the same key and weights always give the same version. */
+import { InvalidInputError } from '../../common/errors';
+
+/** FNV-1a 32-bit hash. */
+export function hash32(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
+
+/**
+ * The version a key is assigned to: the key's hash picks a point in [0, 10000) and the weights
+ * are laid out in version order. While the weights are unchanged a key always lands on the same
+ * version; raising a version's weight moves only the keys in the added band.
+ */
+export function pickVersion(weights: Readonly<Record<string, number>>, key: string): string | undefined {
+  const point = (hash32(key) % 10_000) / 100;
+  let acc = 0;
+  let last: string | undefined;
+  for (const [version, weight] of Object.entries(weights).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    if (weight <= 0) continue;
+    acc += weight;
+    last = version;
+    if (point < acc) return version;
+  }
+  return last;
+}
+
+/** Throws InvalidInputError unless the weights are whole percents summing to 100. */
+export function checkWeights(model: string, weights: Record<string, unknown>): Record<string, number> {
+  const entries = Object.entries(weights);
+  if (entries.length === 0) throw new InvalidInputError(`weights for ${model} are empty`);
+  for (const [version, w] of entries) {
+    if (typeof w !== 'number' || !Number.isInteger(w) || w < 0 || w > 100) {
+      throw new InvalidInputError(
+        `weight of ${model}/${version} must be a whole percent 0..100, got ${JSON.stringify(w)}`,
+      );
+    }
+  }
+  const total = entries.reduce((sum, [, w]) => sum + (w as number), 0);
+  if (total !== 100) throw new InvalidInputError(`weights for ${model} sum to ${total}, not 100`);
+  return Object.fromEntries(entries.filter(([, w]) => (w as number) > 0)) as Record<string, number>;
+}
