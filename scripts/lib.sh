@@ -96,6 +96,15 @@ ensure_python_env() {
   PROMOTE_PYTHON_ENV="$dir"; export PROMOTE_PYTHON_ENV
 }
 
+# PostgreSQL server binaries (Debian's package) for the prediction log's PostgreSQL tests.
+ensure_postgres() {
+  if compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then return 0; fi
+  if [[ "$(id -u)" != "0" ]]; then say "PostgreSQL server binaries are missing: install Debian's postgresql package"; return 1; fi
+  say "installing PostgreSQL (apt-get install postgresql; first run only)..."
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+}
+
 ensure_all() {
   ensure_node_modules
   ensure_build

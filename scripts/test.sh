@@ -6,6 +6,7 @@ ensure_node_modules
 ensure_temporal_cli
 ensure_test_server
 ensure_python_env
+ensure_postgres
 cd "$PROMOTE_ROOT"
 mkdir -p test-results
 set +e

@@ -144,6 +144,11 @@ export class SqlitePredictionLog implements PredictionLog {
   }
 
   ingestLabels(model: string, labels: unknown): Promise<{ labelled: number }> {
+    // Errors become rejections (not throws), like the PostgreSQL log's.
+    return Promise.resolve().then(() => this.ingestNow(model, labels));
+  }
+
+  private ingestNow(model: string, labels: unknown): { labelled: number } {
     const batch = checkLabels(labels);
     const now = Date.now();
     const exists = this.db.prepare('select 1 from predictions where model = ? and request_id = ? limit 1');
@@ -173,7 +178,7 @@ export class SqlitePredictionLog implements PredictionLog {
           : byEntity.run(item.label, now, model, item.entityKey, now).changes;
       });
     })();
-    return Promise.resolve({ labelled });
+    return { labelled };
   }
 
   window(
