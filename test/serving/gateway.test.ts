@@ -230,3 +230,45 @@ test('injected faults fail a version; routes survive a gateway restart', async (
     { error: 'fraud/v2 still receives traffic; route it away first' },
   ]);
 });
+
+test('read endpoints: windowed measurements, shadow pairs, labelled rows and the features traffic carries', async () => {
+  await admin('PUT', `routes/${MODEL}`, { weights: { v1: 100 }, shadow: { version: 'v2', sampleRate: 1 } });
+  const from = Date.now() - 1;
+  for (let i = 0; i < 4; i++) await invoke(`e${i}`, `q${i}`);
+  await admin('PUT', `faults/${MODEL}/v1`, { errorRate: 1 });
+  await invoke('e9', 'q9');
+  await new Promise((r) => setTimeout(r, 100)); // mirrored calls finish
+  const to = Date.now() + 1;
+  const get = async (path: string) => (await admin('GET', path)).json();
+  expect(await get(`measure/${MODEL}/v1?metric=error_rate&from=${from}&to=${to}`)).toMatchObject({
+    metric: 'error_rate',
+    version: 'v1',
+    value: 0.2,
+    samples: 5,
+    events: 1,
+    phase: 'Ok',
+  });
+  expect(await get(`measure/${MODEL}/v1?metric=latency_p99_ms&from=${from}&to=${to}`)).toMatchObject({
+    samples: 5,
+    phase: 'Ok',
+    value: expect.any(Number),
+  });
+  expect(await get(`measure/${MODEL}/v1?metric=cpu&from=${from}&to=${to}`)).toMatchObject({
+    phase: 'Error',
+    error: 'the gateway does not measure cpu',
+  });
+  expect(await get(`pairs/${MODEL}?champion=v1&candidate=v2&from=${from}&to=${to}`)).toEqual(
+    Array.from({ length: 4 }, () => ({ champion: 0.2, candidate: 0.95 })),
+  );
+  expect(await get(`features/${MODEL}`)).toEqual([{ name: 'amount', type: 'double' }]);
+  await fetch(`${url}/models/${MODEL}/labels`, {
+    method: 'POST',
+    body: JSON.stringify({ labels: [{ requestId: 'q0', label: 1 }] }),
+  });
+  expect(await get(`labelled/${MODEL}/v1?from=${from}&to=${Date.now() + 1}`)).toEqual([
+    { version: 'v1', score: 0.2, label: 1 },
+  ]);
+  expect(await get(`measure/${MODEL}/v1?from=abc`)).toEqual({
+    error: 'from and to must be epoch milliseconds',
+  });
+});

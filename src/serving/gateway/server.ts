@@ -7,6 +7,8 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { quantile } from '../../analysis/stats';
+import type { Measurement } from '../../analysis/types';
 import { InvalidInputError, NotFoundError, PromoteError } from '../../common/errors';
 import type { Logger } from '../../common/logger';
 import { JsonFile } from '../../providers/inprocess/store';
@@ -32,6 +34,8 @@ export interface Thresholds {
 
 export interface GatewayState {
   routes: Record<string, GatewayRoute>;
+  /** Input columns the live traffic carries per model, with the JSON type of their values. */
+  features: Record<string, Record<string, string>>;
   backends: Record<string, Record<string, string>>;
   faults: Record<string, Record<string, Fault>>;
   policies: Record<string, Record<string, Thresholds>>;
@@ -89,6 +93,40 @@ function parseJson(body: Buffer, what: string): unknown {
   }
 }
 
+const url = (req: IncomingMessage) => new URL(req.url ?? '/', 'http://gateway').searchParams;
+
+/** A live metric over a window of primary predictions (what the guardrails measure). */
+export function measureWindow(
+  rows: Prediction[],
+  metric: string,
+  version: string,
+  fromMs: number,
+  toMs: number,
+): Measurement {
+  const base = { metric, version, samples: rows.length, phase: 'Ok' as const, fromMs, toMs };
+  if (rows.length === 0) return { ...base, value: null };
+  if (metric === 'error_rate') {
+    const errors = rows.filter((r) => r.status >= 500).length;
+    return { ...base, value: errors / rows.length, events: errors };
+  }
+  const match = /^latency_p(\d+)_ms$/.exec(metric);
+  if (!match)
+    return {
+      ...base,
+      value: null,
+      samples: 0,
+      phase: 'Error',
+      error: `the gateway does not measure ${metric}`,
+    };
+  return {
+    ...base,
+    value: quantile(
+      rows.map((r) => r.latencyMs),
+      Number(match[1]) / 100,
+    ),
+  };
+}
+
 function send(
   res: ServerResponse,
   status: number,
@@ -141,11 +179,13 @@ export class Gateway {
   constructor(private readonly opts: GatewayOptions) {
     this.file = new JsonFile(join(opts.stateDir, 'gateway-state.json'), () => ({
       routes: {},
+      features: {},
       backends: {},
       faults: {},
       policies: {},
     }));
     this.state = this.file.read();
+    this.state.features ??= {};
     const labelNames = ['model', 'version', 'role'] as const;
     this.requests = new Counter({
       name: 'promote_gateway_requests_total',
@@ -238,7 +278,8 @@ export class Gateway {
     const route = this.state.routes[model];
     if (!route) throw new NotFoundError(`unknown model ${model}: no route`);
     const body = await readBody(req);
-    const parsed = route.stickyKey.startsWith('field:') ? parseJson(body, 'invocation') : null;
+    const parsed = parseJson(body, 'invocation');
+    this.noteFeatures(model, parsed);
     const entityKey = stickyKeyOf(route.stickyKey, req.headers, parsed);
     const requestId =
       typeof req.headers['x-request-id'] === 'string' ? req.headers['x-request-id'] : randomUUID();
@@ -325,6 +366,29 @@ export class Gateway {
       .catch((err: unknown) => this.opts.logger.error({ err }, 'prediction log write failed'));
   }
 
+  /** Records the columns (and value types) requests carry, for the feature-schema gate. */
+  private noteFeatures(model: string, body: unknown): void {
+    const split = (body as { dataframe_split?: { columns?: unknown; data?: unknown[][] } } | null)
+      ?.dataframe_split;
+    if (!split || !Array.isArray(split.columns)) return;
+    const known = (this.state.features[model] ??= {});
+    let changed = false;
+    split.columns.forEach((column, i) => {
+      if (typeof column !== 'string' || known[column]) return;
+      const value = split.data?.[0]?.[i];
+      known[column] =
+        typeof value === 'number'
+          ? Number.isInteger(value)
+            ? 'long'
+            : 'double'
+          : typeof value === 'boolean'
+            ? 'boolean'
+            : 'string';
+      changed = true;
+    });
+    if (changed) this.save();
+  }
+
   private mirror(
     model: string,
     version: string,
@@ -371,6 +435,12 @@ export class Gateway {
     const [resource, model, version] = parts;
     const method = req.method ?? 'GET';
     if (method === 'GET' && resource === 'state') return send(res, 200, this.state);
+    if (method === 'GET' && model && ['measure', 'pairs', 'labelled', 'features'].includes(resource ?? '')) {
+      return send(res, 200, await this.read(resource!, model, version, url(req)));
+    }
+    if (method === 'GET' && model && ['measure', 'pairs', 'labelled', 'features'].includes(resource ?? '')) {
+      return send(res, 200, await this.read(resource!, model, version, url(req)));
+    }
     if (!model) throw new HttpError(404, `admin API: no such endpoint /admin/${parts.join('/')}`);
     const input =
       method === 'PUT'
@@ -420,6 +490,37 @@ export class Gateway {
     } else throw new HttpError(404, `admin API: no such resource ${resource}`);
     this.save();
     send(res, 200, this.state);
+  }
+
+  /** Read endpoints for the providers: windows of the prediction log, and the observed features. */
+  private async read(
+    resource: string,
+    model: string,
+    version: string | undefined,
+    q: URLSearchParams,
+  ): Promise<unknown> {
+    if (resource === 'features')
+      return Object.entries(this.state.features[model] ?? {}).map(([name, type]) => ({ name, type }));
+    const fromMs = Number(q.get('from') ?? 0);
+    const toMs = Number(q.get('to') ?? Date.now());
+    if (!Number.isFinite(fromMs) || !Number.isFinite(toMs))
+      throw new InvalidInputError('from and to must be epoch milliseconds');
+    if (resource === 'pairs') {
+      const champion = q.get('champion');
+      const candidate = q.get('candidate');
+      if (!champion || !candidate) throw new InvalidInputError('pairs needs champion and candidate');
+      return (await this.opts.log.pairs(model, champion, candidate, fromMs, toMs)).slice(0, 50_000);
+    }
+    if (!version) throw new InvalidInputError(`${resource} needs a version`);
+    if (resource === 'labelled')
+      return (await this.opts.log.labelled(model, version, fromMs, toMs)).slice(0, 50_000);
+    return measureWindow(
+      await this.opts.log.window(model, version, fromMs, toMs),
+      q.get('metric') ?? 'error_rate',
+      version,
+      fromMs,
+      toMs,
+    );
   }
 
   /** Validates and applies a route; every version with traffic (and the shadow) must have a healthy server. */
