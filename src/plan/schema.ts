@@ -20,14 +20,17 @@ const userName = z
   .regex(/^[A-Za-z0-9._@-]+$/, 'user names are letters, digits and . _ @ -');
 
 /** Provider types known to this build; an unknown type is a validation error, never a fallback. */
-export const REGISTRY_TYPES = ['inprocess'] as const;
-export const SERVING_TYPES = ['inprocess'] as const;
-export const METRICS_TYPES = ['inprocess'] as const;
+export const REGISTRY_TYPES = ['inprocess', 'mlflow'] as const;
+export const SERVING_TYPES = ['inprocess', 'local'] as const;
+export const METRICS_TYPES = ['inprocess', 'local'] as const;
 export const NOTIFY_TYPES = ['log'] as const;
 
 export const registrySchema = z
   .strictObject({
-    type: z.enum(REGISTRY_TYPES).default('inprocess').describe('Model registry provider. Default inprocess.'),
+    type: z
+      .enum(REGISTRY_TYPES)
+      .default('inprocess')
+      .describe('Model registry provider: mlflow (MLflow Model Registry) or inprocess. Default inprocess.'),
     championAlias: z
       .string()
       .min(1)
@@ -46,7 +49,9 @@ export const servingSchema = z
     type: z
       .enum(SERVING_TYPES)
       .default('inprocess')
-      .describe('Serving and traffic provider. Default inprocess.'),
+      .describe(
+        'Serving and traffic provider: local (model servers + gateway) or inprocess. Default inprocess.',
+      ),
   })
   .describe('Where versions are deployed and traffic is routed.');
 
@@ -55,7 +60,9 @@ export const metricsSchema = z
     type: z
       .enum(METRICS_TYPES)
       .default('inprocess')
-      .describe('Source of live measurements. Default inprocess.'),
+      .describe(
+        "Source of live measurements: local (the gateway's prediction log) or inprocess. Default inprocess.",
+      ),
   })
   .describe('Where guardrail measurements come from.');
 

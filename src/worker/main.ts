@@ -6,6 +6,8 @@
  *   PROMOTE_TRAFFIC_RATE synthetic requests per second per model for the in-process plane (default 0)
  *   PROMOTE_LABEL_DELAY  delay before in-process labels arrive, a duration (default 0s)
  *   PROMOTE_WORKFLOW_BUNDLE a prebuilt workflow bundle (default: bundle src at start)
+ *   PROMOTE_MLFLOW_URL, PROMOTE_GATEWAY_URL, PROMOTE_GATEWAY_TOKEN, PROMOTE_PYTHON_ENV,
+ *   PROMOTE_DATASETS_DIR, PROMOTE_SERVERS_DIR  with these set, the local serving plane's providers (mlflow, local) too
  *   LOG_LEVEL            pino level (default info)
  * Stops gracefully on SIGTERM/SIGINT: no new tasks, running activities get the grace time.
  */
@@ -15,6 +17,7 @@ import { createLogger } from '../common/logger';
 import { parseDuration } from '../plan/duration';
 import { DEFAULT_TASK_QUEUE } from '../workflows/search';
 import { inProcessStack } from './composition';
+import { addLocalPlane, localPlane } from './local-plane';
 import { createPromotionWorker } from './worker';
 
 const logger = createLogger('promote-worker');
@@ -45,6 +48,24 @@ async function main(): Promise<void> {
       labelDelayMs: parseDuration(process.env.PROMOTE_LABEL_DELAY ?? '0s'),
     },
   });
+  const {
+    PROMOTE_MLFLOW_URL: mlflowUrl,
+    PROMOTE_GATEWAY_URL: gatewayUrl,
+    PROMOTE_GATEWAY_TOKEN: gatewayToken,
+  } = process.env;
+  if (mlflowUrl && gatewayUrl && gatewayToken) {
+    const plane = localPlane({
+      mlflowUrl,
+      gatewayUrl,
+      gatewayToken,
+      stateDir: process.env.PROMOTE_SERVERS_DIR ?? '.data/servers',
+      pythonEnv: process.env.PROMOTE_PYTHON_ENV ?? '',
+      datasetsDir: process.env.PROMOTE_DATASETS_DIR ?? '.data/datasets',
+      logger,
+    });
+    addLocalPlane(stack.catalog, plane);
+    logger.info({ mlflowUrl, gatewayUrl }, 'local serving plane providers enabled');
+  }
   const connection = await connectWorker(settings);
   const bundle = process.env.PROMOTE_WORKFLOW_BUNDLE;
   const worker = await createPromotionWorker({

@@ -16,8 +16,8 @@ export interface MlflowFixture {
 export async function startMlflowFixture(model = 'fraud-detector'): Promise<MlflowFixture> {
   const dir = mkdtempSync(join(tmpdir(), 'promote-mlflow-'));
   const server = await startMlflowServer({ dataDir: join(dir, 'mlflow'), port: await freePort() });
-  await trainModels({ trackingUri: server.url, model, out: join(dir, 'data') });
-  const [header, ...lines] = readFileSync(join(dir, 'data', 'holdout.csv'), 'utf8')
+  await trainModels({ trackingUri: server.url, model, out: join(dir, 'datasets', model) });
+  const [header, ...lines] = readFileSync(join(dir, 'datasets', model, 'holdout.csv'), 'utf8')
     .trim()
     .split('\n');
   const columns = header!.split(',');

@@ -106,7 +106,7 @@ export function measureWindow(
   const base = { metric, version, samples: rows.length, phase: 'Ok' as const, fromMs, toMs };
   if (rows.length === 0) return { ...base, value: null };
   if (metric === 'error_rate') {
-    const errors = rows.filter((r) => r.status >= 500).length;
+    const errors = rows.filter((r) => r.status >= 400).length;
     return { ...base, value: errors / rows.length, events: errors };
   }
   const match = /^latency_p(\d+)_ms$/.exec(metric);
@@ -195,7 +195,7 @@ export class Gateway {
     });
     this.errors = new Counter({
       name: 'promote_gateway_errors_total',
-      help: 'Failed requests (status >= 500 or upstream error)',
+      help: 'Failed requests (HTTP status >= 400, or no answer from the model server)',
       labelNames,
       registers: [this.metrics],
     });
@@ -343,7 +343,7 @@ export class Gateway {
   private observe(p: Omit<Prediction, 'decision' | 'atMs'> & { body?: string }): void {
     const labels = { model: p.model, version: p.version, role: p.role };
     this.requests.inc({ ...labels, code: String(p.status) });
-    if (p.status >= 500) this.errors.inc(labels);
+    if (p.status >= 400) this.errors.inc(labels);
     this.latency.observe(labels, p.latencyMs / 1000);
     if (p.score !== null) this.scores.observe(labels, p.score);
     const t = this.state.policies[p.model]?.[p.version] ?? DEFAULT_THRESHOLDS;

@@ -1,0 +1,64 @@
+/** Live measurements from the gateway's own prediction log (guardrails, shadow pairs, delayed labels). */
+import type { ScorePair } from '../../analysis/shadow';
+import { accuracy, auc, logLoss } from '../../analysis/stats';
+import type { Measurement } from '../../analysis/types';
+import type { LabelledRow } from '../../serving/gateway/prediction-log';
+import type { MetricsSource, WindowQuery } from '../types';
+import type { GatewayClient } from './gateway-client';
+
+const enc = encodeURIComponent;
+const span = (q: { fromMs: number; toMs: number }) => `from=${Math.floor(q.fromMs)}&to=${Math.ceil(q.toMs)}`;
+
+export class GatewayMetrics implements MetricsSource {
+  constructor(private readonly gateway: GatewayClient) {}
+
+  measure(q: WindowQuery & { metric: string }): Promise<Measurement> {
+    return this.gateway.admin<Measurement>(
+      'GET',
+      `measure/${enc(q.model)}/${enc(q.version)}?metric=${enc(q.metric)}&${span(q)}`,
+    );
+  }
+
+  shadowPairs(q: {
+    model: string;
+    champion: string;
+    candidate: string;
+    fromMs: number;
+    toMs: number;
+  }): Promise<ScorePair[]> {
+    return this.gateway.admin<ScorePair[]>(
+      'GET',
+      `pairs/${enc(q.model)}?champion=${enc(q.champion)}&candidate=${enc(q.candidate)}&${span(q)}`,
+    );
+  }
+
+  async labelMetric(q: WindowQuery & { metric: string }): Promise<Measurement> {
+    const rows = await this.gateway.admin<LabelledRow[]>(
+      'GET',
+      `labelled/${enc(q.model)}/${enc(q.version)}?${span(q)}`,
+    );
+    return labelMeasurement(rows, q);
+  }
+}
+
+/** A quality metric over labelled predictions. */
+export function labelMeasurement(rows: LabelledRow[], q: WindowQuery & { metric: string }): Measurement {
+  const base = {
+    metric: q.metric,
+    version: q.version,
+    samples: rows.length,
+    phase: 'Ok' as const,
+    fromMs: q.fromMs,
+    toMs: q.toMs,
+  };
+  if (rows.length === 0) return { ...base, value: null };
+  const scores = rows.map((r) => r.score);
+  const labels = rows.map((r) => r.label);
+  const value =
+    q.metric === 'auc'
+      ? auc(scores, labels)
+      : q.metric === 'log_loss'
+        ? logLoss(scores, labels)
+        : accuracy(scores, labels);
+  return { ...base, value: Number.isNaN(value) ? null : value };
+}
