@@ -149,9 +149,17 @@ export function buildCli(): Command {
     )
     .option('--data <dir>', 'data folder (Temporal database, plane state)', '.data')
     .option('--keep', 'keep the stack running after the demo until Ctrl-C')
-    .action(async (o: { data: string; keep?: boolean }) => {
+    .option(
+      '--inprocess',
+      'run the story on the in-process simulated plane instead of MLflow, model servers and the gateway',
+    )
+    .action(async (o: { data: string; keep?: boolean; inprocess?: boolean }) => {
       const { runDemo } = await import('../dev/demo');
-      process.exitCode = await runDemo({ dataDir: o.data, keep: Boolean(o.keep) });
+      process.exitCode = await runDemo({
+        dataDir: o.data,
+        keep: Boolean(o.keep),
+        inprocess: Boolean(o.inprocess),
+      });
     });
 
   const dev = program.command('dev').description('the embedded development stack');

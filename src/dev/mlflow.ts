@@ -30,6 +30,12 @@ export async function startMlflowServer(opts: {
 }): Promise<MlflowServer> {
   const host = opts.host ?? '127.0.0.1';
   const dataDir = resolve(opts.dataDir);
+  const taken = await fetch(`http://${host}:${opts.port}/health`, { signal: AbortSignal.timeout(1000) }).then(
+    () => true,
+    () => false,
+  );
+  if (taken)
+    throw new Error(`port ${opts.port} on ${host} is already in use (an MLflow server from an earlier run?)`);
   mkdirSync(dataDir, { recursive: true });
   const log = openSync(join(dataDir, 'server.log'), 'a');
   const child = spawn(

@@ -19,6 +19,8 @@ export interface DevStackOptions {
   trafficRate: number;
   /** In-process plane state folder; default <dataDir>/inprocess. */
   stateDir?: string;
+  /** Adds providers (e.g. the local serving plane) to the worker's catalog before it starts. */
+  extendCatalog?: (catalog: InProcessStack['catalog']) => void;
 }
 
 export interface DevStack extends InProcessStack {
@@ -71,6 +73,7 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
     logger,
     traffic: { ratePerSec: opts.trafficRate },
   });
+  opts.extendCatalog?.(stack.catalog);
   const native = await NativeConnection.connect({ address });
   const worker = await createPromotionWorker({
     connection: native,

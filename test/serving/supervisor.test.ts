@@ -32,7 +32,8 @@ function servingProcesses(version: string): number {
 }
 
 beforeAll(async () => {
-  mlflow = await startMlflowFixture();
+  // A model name of its own, so servers of other runs on this machine are not counted.
+  mlflow = await startMlflowFixture(`sup-${process.pid}`);
   stateDir = mkdtempSync(join(tmpdir(), 'promote-servers-'));
 }, 240_000);
 

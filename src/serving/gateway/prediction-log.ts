@@ -2,6 +2,8 @@
  * The prediction log: every primary and shadow prediction the gateway served, joinable to labels
  * that arrive later. SQLite by default (better-sqlite3, WAL), PostgreSQL by configuration.
  */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { Pool } from 'pg';
 import { InvalidInputError } from '../../common/errors';
@@ -108,6 +110,7 @@ export class SqlitePredictionLog implements PredictionLog {
   private readonly db: Database.Database;
 
   constructor(file: string) {
+    mkdirSync(dirname(file), { recursive: true });
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
