@@ -8,16 +8,24 @@ export class GatewayClient {
   ) {}
 
   async admin<T>(method: 'GET' | 'PUT' | 'DELETE', path: string, body?: unknown): Promise<T> {
-    let response: Response;
-    try {
-      response = await fetch(`${this.baseUrl}/admin/${path}`, {
+    const call = () =>
+      fetch(`${this.baseUrl}/admin/${path}`, {
         method,
         headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/json' },
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: AbortSignal.timeout(15_000),
       });
-    } catch (err) {
-      throw new Error(`the gateway at ${this.baseUrl} is unreachable: ${(err as Error).message}`);
+    let response: Response;
+    try {
+      response = await call();
+    } catch {
+      // A pooled connection to a gateway that restarted fails once; every admin call is idempotent.
+      await new Promise((r) => setTimeout(r, 200));
+      try {
+        response = await call();
+      } catch (err) {
+        throw new Error(`the gateway at ${this.baseUrl} is unreachable: ${(err as Error).message}`);
+      }
     }
     const json = (await response.json()) as T & { error?: string };
     if (response.ok) return json;
