@@ -7,7 +7,7 @@ replay (features, `label`, and an `entity_id`).
   v1  champion: logistic regression on 8 features
   v2  a genuine improvement: logistic regression on all features (better AUC and log loss)
   v3  a regression: slightly worse offline (logistic regression on 12 features) and slow and
-      erroring under load through the explicit fault knob in its artifacts (above 2 calls/s:
+      erroring under load through the explicit fault knob in its artifacts (above 5 calls/s:
       latency_ms=25, error_rate=0.15; see promote_model.py)
   v4  an incompatible input signature: expects a feature the traffic does not carry
 
@@ -56,7 +56,7 @@ def versions(X):
          make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, C=0.5)), {}),
         ("v3", "regression: fewer features, slow and erroring under load", cols[:12],
          make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, C=0.1)),
-         {"latency_ms": 25, "error_rate": 0.15, "load_threshold_rps": 2}),
+         {"latency_ms": 25, "error_rate": 0.15, "load_threshold_rps": 5}),
         ("v4", "incompatible signature: expects device_fingerprint", cols[:8] + ["device_fingerprint"],
          make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)), {}),
     ]

@@ -2,8 +2,9 @@
  * Promotions on the real local plane: MLflow registry, one `mlflow models serve` per version, the
  * gateway routing live HTTP traffic replayed from the holdout, verdicts from what that traffic did.
  */
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
@@ -30,6 +31,40 @@ let plane: LocalPlane;
 let traffic: TrafficGenerator;
 let promotions: Promotions;
 let stop: () => Promise<void>;
+let taskQueue: string;
+let planFile: string;
+
+/** Starts a promotion with the `promote` CLI, as CI would. */
+function cliStart(version: string): string {
+  const out = execFileSync(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      join(__dirname, '../../src/client/main.ts'),
+      'start',
+      '--model',
+      mlflow.model,
+      '--version',
+      version,
+      '--plan',
+      planFile,
+      '--as',
+      'ci',
+      '--json',
+    ],
+    {
+      env: {
+        ...process.env,
+        TEMPORAL_ADDRESS: testAddress(),
+        TEMPORAL_NAMESPACE: 'default',
+        PROMOTE_TASK_QUEUE: taskQueue,
+      },
+      encoding: 'utf8',
+    },
+  );
+  return (JSON.parse(out) as { id: string }).id;
+}
 
 const plan = parsePlan({
   registry: { type: 'mlflow' },
@@ -83,7 +118,9 @@ beforeAll(async () => {
   addLocalPlane(stack.catalog, plane);
   const native = await NativeConnection.connect({ address: testAddress() });
   const connection = await Connection.connect({ address: testAddress() });
-  const taskQueue = `e2e-${randomUUID()}`;
+  taskQueue = `e2e-${randomUUID()}`;
+  planFile = join(dir, 'plan.json');
+  writeFileSync(planFile, JSON.stringify(plan));
   const worker = await createPromotionWorker({
     connection: native,
     namespace: 'default',
@@ -114,7 +151,7 @@ async function route() {
 }
 
 test('v2 (better) goes through shadow and canary on live traffic; champion alias and traffic move to it', async () => {
-  const { id } = await promotions.start({ model: mlflow.model, version: '2', plan, startedBy: 'ci' });
+  const id = cliStart('2');
   const result = await promotions.result(id);
   expect({ outcome: result.outcome, reason: result.reason }).toMatchObject({ outcome: 'succeeded' });
   const evidence = result.status.decisions
@@ -135,22 +172,19 @@ test('v2 (better) goes through shadow and canary on live traffic; champion alias
 }, 240_000);
 
 test('v3 (errors under load) is rolled back by the error-rate guardrail; traffic returns to the champion and the alias never moves', async () => {
-  const { id } = await promotions.start({
-    model: mlflow.model,
-    version: '3',
-    plan: { ...plan, gates: [{ check: 'feature_schema', dataset: 'holdout' }] },
-    startedBy: 'ci',
-  });
+  const id = cliStart('3');
   const result = await promotions.result(id);
-  expect({ outcome: result.outcome, reason: result.reason }).toMatchObject({ outcome: 'rolled_back' });
-  expect(result.reason).toBe('guardrail error_rate failed at 30% traffic');
+  expect({ outcome: result.outcome, reason: result.reason }).toEqual({
+    outcome: 'rolled_back',
+    reason: 'guardrail error_rate failed at 30% traffic',
+  });
   expect(await route()).toEqual({ '2': 100 });
   expect(await plane.registry.getAlias(mlflow.model, 'champion')).toBe('2');
   expect(plane.supervisor.get(mlflow.model, '3')).toBeUndefined();
 }, 240_000);
 
 test('v4 (incompatible signature) stops at the schema gate with zero candidate traffic', async () => {
-  const { id } = await promotions.start({ model: mlflow.model, version: '4', plan, startedBy: 'ci' });
+  const id = cliStart('4');
   const result = await promotions.result(id);
   expect({ outcome: result.outcome, reason: result.reason }).toMatchObject({ outcome: 'failed' });
   expect(result.reason).toBe(

@@ -272,3 +272,23 @@ test('read endpoints: windowed measurements, shadow pairs, labelled rows and the
     error: 'from and to must be epoch milliseconds',
   });
 });
+
+test('the sticky key can come from a field of the request body', async () => {
+  await admin('PUT', `routes/${MODEL}`, { weights: { v1: 50, v2: 50 }, stickyKey: 'field:customer_id' });
+  const call = (customer: number) =>
+    fetch(`${url}/models/${MODEL}/invocations`, {
+      method: 'POST',
+      body: JSON.stringify({
+        dataframe_split: { columns: ['customer_id', 'amount'], data: [[customer, 10]] },
+      }),
+    }).then((r) => r.headers.get('x-promote-version'));
+  const first = await Promise.all(Array.from({ length: 40 }, (_, i) => call(i)));
+  const again = await Promise.all(Array.from({ length: 40 }, (_, i) => call(i)));
+  expect(again).toEqual(first);
+  expect(new Set(first)).toEqual(new Set(['v1', 'v2']));
+  const records = await fetch(`${url}/models/${MODEL}/invocations`, {
+    method: 'POST',
+    body: JSON.stringify({ dataframe_records: [{ customer_id: 7, amount: 1 }] }),
+  });
+  expect(records.headers.get('x-promote-version')).toBe(first[7]);
+});

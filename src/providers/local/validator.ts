@@ -70,12 +70,17 @@ export class LocalValidator implements Validator {
     }
     const scores: number[] = [];
     for (let i = 0; i < holdout.rows.length; i += 100) {
-      const response = await fetch(endpoint, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: invocationBody(holdout.rows.slice(i, i + 100), features),
-        signal: AbortSignal.timeout(30_000),
-      });
+      const score = () =>
+        fetch(endpoint, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: invocationBody(holdout.rows.slice(i, i + 100), features),
+          signal: AbortSignal.timeout(30_000),
+        });
+      // Quality is what is measured here, not availability (the guardrails watch that): a batch
+      // that fails is tried up to three times before the measurement is an Error.
+      let response = await score();
+      for (let attempt = 1; attempt < 3 && !response.ok; attempt++) response = await score();
       if (!response.ok)
         return {
           metric,
