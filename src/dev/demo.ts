@@ -159,7 +159,9 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   const logger = createLogger('promote-demo');
   let local: LocalStack | null = null;
   let stack: DevStack | null = null;
+  let traffic: TrafficGenerator | null = null;
   const stopAll = async () => {
+    traffic?.stop();
     await stack?.stop();
     await local?.stop();
   };
@@ -203,14 +205,14 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       await plane.serving.setWeights(DEMO_MODEL, { '1': 100 }, 'header:x-entity-id');
       for (const r of plane.supervisor.list(DEMO_MODEL))
         if (r.version !== '1') await plane.serving.decommission(DEMO_MODEL, r.version);
-      const traffic = new TrafficGenerator({
+      const generator = (traffic = new TrafficGenerator({
         gatewayUrl: local.gatewayUrl,
         model: DEMO_MODEL,
         holdout: plane.datasets.holdout(DEMO_MODEL),
         ratePerSec: 40,
         labelDelayMs: 2000,
         logger,
-      }).start();
+      }).start());
       say(
         `gateway: ${local.gatewayUrl} (metrics at ${local.gatewayUrl}/metrics); MLflow: ${local.mlflow.url}; traffic: 40 requests/s replayed from the holdout, labels 2s later`,
       );
@@ -245,10 +247,10 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
         stack.uiUrl,
         async () => {
           const route = await plane.serving.getRoute(DEMO_MODEL);
-          return `traffic now: ${JSON.stringify(route?.weights)}; champion alias: version ${await plane.registry.getAlias(DEMO_MODEL, 'champion')}; requests sent ${traffic.counts.sent}, failed ${traffic.counts.failed}; label rows joined ${traffic.counts.labelled}`;
+          return `traffic now: ${JSON.stringify(route?.weights)}; champion alias: version ${await plane.registry.getAlias(DEMO_MODEL, 'champion')}; requests sent ${generator.counts.sent}, failed ${generator.counts.failed}; label rows joined ${generator.counts.labelled}`;
         },
       );
-      if (!opts.keep) traffic.stop();
+      if (!opts.keep) generator.stop();
     }
     if (opts.keep) {
       say('\nthe stack keeps running (status, list, the UI); Ctrl-C stops it');
