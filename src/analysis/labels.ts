@@ -1,6 +1,7 @@
 /** Delayed-label assessment for the watch. Pure. */
 import type { Watch } from '../plan/schema';
 import { LABEL_METRICS } from './metrics';
+import { accuracy, auc, logLoss } from './stats';
 import { fmt, type Assessment, type Measurement } from './types';
 
 export function assessLabels(
@@ -50,4 +51,29 @@ export function assessLabels(
         evidence: `${facts}: regression ${fmt(regression)} > max ${fmt(rule.maxRegression)}`,
       }
     : { ...base, verdict: 'Pass', evidence: facts };
+}
+
+/** A quality metric (auc, log_loss, accuracy at 0.5) over labelled scores, as a measurement. */
+export function labelMeasurement(
+  rows: readonly { score: number; label: number }[],
+  q: { metric: string; version: string; fromMs?: number; toMs?: number },
+): Measurement {
+  const base = {
+    metric: q.metric,
+    version: q.version,
+    samples: rows.length,
+    phase: 'Ok' as const,
+    fromMs: q.fromMs,
+    toMs: q.toMs,
+  };
+  if (rows.length === 0) return { ...base, value: null };
+  const scores = rows.map((r) => r.score);
+  const labels = rows.map((r) => r.label);
+  const value =
+    q.metric === 'auc'
+      ? auc(scores, labels)
+      : q.metric === 'log_loss'
+        ? logLoss(scores, labels)
+        : accuracy(scores, labels);
+  return { ...base, value: Number.isNaN(value) ? null : value };
 }

@@ -6,7 +6,8 @@
  * measurements only; verdicts still come from the assessments.
  */
 import type { ScorePair } from '../../src/analysis/shadow';
-import { accuracy, auc, logLoss, quantile } from '../../src/analysis/stats';
+import { labelMeasurement } from '../../src/analysis/labels';
+import { quantile } from '../../src/analysis/stats';
 import type { Measurement } from '../../src/analysis/types';
 import type { InProcessPlane } from '../../src/providers/inprocess/plane';
 import { gaussian, seededRandom } from '../../src/providers/inprocess/random';
@@ -76,12 +77,11 @@ export class ModelledMetrics implements MetricsSource {
       labels.push(rand() < 1 / (1 + Math.exp(-(2 * latent - 1))) ? 1 : 0);
       scores.push(1 / (1 + Math.exp(-(b.signal * latent + b.scoreShift + 0.5 * gaussian(rand)))));
     }
-    const value =
-      q.metric === 'auc'
-        ? auc(scores, labels)
-        : q.metric === 'log_loss'
-          ? logLoss(scores, labels)
-          : accuracy(scores, labels);
-    return Promise.resolve({ ...base, value });
+    return Promise.resolve(
+      labelMeasurement(
+        scores.map((score, i) => ({ score, label: labels[i]! })),
+        q,
+      ),
+    );
   }
 }

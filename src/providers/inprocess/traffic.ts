@@ -5,7 +5,8 @@
  * over windows like a metrics backend would. Labels for each request arrive after a delay.
  */
 import type { ScorePair } from '../../analysis/shadow';
-import { accuracy, auc, logLoss, quantile } from '../../analysis/stats';
+import { labelMeasurement } from '../../analysis/labels';
+import { quantile } from '../../analysis/stats';
 import type { Measurement } from '../../analysis/types';
 import type { MetricsSource, WindowQuery } from '../types';
 import type { InProcessPlane } from './plane';
@@ -134,24 +135,7 @@ export class InProcessMetrics implements MetricsSource {
         r.atMs <= q.toMs &&
         r.labelAtMs <= q.toMs,
     );
-    const scores = rows.map((r) => r.score);
-    const labels = rows.map((r) => r.label);
-    const base = {
-      metric: q.metric,
-      version: q.version,
-      samples: rows.length,
-      phase: 'Ok' as const,
-      fromMs: q.fromMs,
-      toMs: q.toMs,
-    };
-    if (rows.length === 0) return Promise.resolve({ ...base, value: null });
-    const value =
-      q.metric === 'auc'
-        ? auc(scores, labels)
-        : q.metric === 'log_loss'
-          ? logLoss(scores, labels)
-          : accuracy(scores, labels);
-    return Promise.resolve({ ...base, value: Number.isNaN(value) ? null : value });
+    return Promise.resolve(labelMeasurement(rows, q));
   }
 }
 

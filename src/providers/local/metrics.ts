@@ -1,6 +1,6 @@
 /** Live measurements from the gateway's own prediction log (guardrails, shadow pairs, delayed labels). */
 import type { ScorePair } from '../../analysis/shadow';
-import { accuracy, auc, logLoss } from '../../analysis/stats';
+import { labelMeasurement } from '../../analysis/labels';
 import type { Measurement } from '../../analysis/types';
 import type { LabelledRow } from '../../serving/gateway/prediction-log';
 import type { MetricsSource, WindowQuery } from '../types';
@@ -39,26 +39,4 @@ export class GatewayMetrics implements MetricsSource {
     );
     return labelMeasurement(rows, q);
   }
-}
-
-/** A quality metric over labelled predictions. */
-export function labelMeasurement(rows: LabelledRow[], q: WindowQuery & { metric: string }): Measurement {
-  const base = {
-    metric: q.metric,
-    version: q.version,
-    samples: rows.length,
-    phase: 'Ok' as const,
-    fromMs: q.fromMs,
-    toMs: q.toMs,
-  };
-  if (rows.length === 0) return { ...base, value: null };
-  const scores = rows.map((r) => r.score);
-  const labels = rows.map((r) => r.label);
-  const value =
-    q.metric === 'auc'
-      ? auc(scores, labels)
-      : q.metric === 'log_loss'
-        ? logLoss(scores, labels)
-        : accuracy(scores, labels);
-  return { ...base, value: Number.isNaN(value) ? null : value };
 }

@@ -10,7 +10,7 @@ import type { ModelServerSupervisor } from '../../serving/supervisor';
 import type { FeatureSpec, Registry, Validator } from '../types';
 import { invocationBody, type Datasets } from './datasets';
 import type { GatewayClient } from './gateway-client';
-import { labelMeasurement } from './metrics';
+import { labelMeasurement } from '../../analysis/labels';
 
 /** Requests in the latency gate's load, and how many run at once. */
 const LOAD_REQUESTS = 200;
@@ -93,7 +93,7 @@ export class LocalValidator implements Validator {
       scores.push(...((await response.json()) as { predictions: number[] }).predictions);
     }
     const rows = scores.map((score, i) => ({ version, score, label: Number(holdout.rows[i]!.label) }));
-    return labelMeasurement(rows, { model, version, metric, fromMs: 0, toMs: 0 });
+    return labelMeasurement(rows, { version, metric });
   }
 
   private async featureSchema(model: string, version: string, inputs: FeatureSpec[]): Promise<Measurement> {
