@@ -166,25 +166,24 @@ export function buildCli(): Command {
   dev
     .command('up')
     .description(
-      'start the Temporal dev server (UI on :8233) and a worker with the in-process plane; Ctrl-C stops both',
+      'start the embedded stack: Temporal dev server (UI on :8233), MLflow (:5050) with the demo models, the gateway (:8780) with replayed traffic, model servers, and a worker; Ctrl-C stops it all',
     )
     .option('--data <dir>', 'data folder', '.data')
-    .option('--traffic <rate>', 'synthetic requests per second per model', '100')
-    .action(async (o: { data: string; traffic: string }) => {
-      const { startDevStack } = await import('../dev/stack');
-      const stack = await startDevStack({
+    .option('--traffic <rate>', 'requests per second replayed through the gateway', '20')
+    .option('--inprocess', 'only the in-process simulated plane (no MLflow, model servers or gateway)')
+    .action(async (o: { data: string; traffic: string; inprocess?: boolean }) => {
+      const { startDevUp } = await import('../dev/up');
+      const up = await startDevUp({
         dataDir: o.data,
-        taskQueue: process.env.PROMOTE_TASK_QUEUE ?? 'promote',
         trafficRate: Number(o.traffic),
+        inprocess: Boolean(o.inprocess),
       });
-      print(
-        `Temporal at ${stack.address}, UI ${stack.uiUrl}; worker on task queue ${process.env.PROMOTE_TASK_QUEUE ?? 'promote'}. Ctrl-C stops.`,
-      );
+      print(up.summary);
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve);
         process.once('SIGTERM', resolve);
       });
-      await stack.stop();
+      await up.stop();
     });
 
   const plan = program.command('plan').description('work with plan files');
