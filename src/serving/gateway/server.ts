@@ -242,8 +242,11 @@ export class Gateway {
 
   /** Stops accepting requests and lets queued mirror calls finish (at most `drainMs`, default 5s). */
   async close(drainMs = 5000): Promise<void> {
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    // Keep-alive connections would hold server.close() open for as long as clients keep sending:
+    // close them now, then wait for the listener to go.
+    const closed = new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     this.server?.closeAllConnections();
+    await closed;
     const deadline = Date.now() + drainMs;
     while ((this.inFlight > 0 || this.queue.length > 0) && Date.now() < deadline)
       await new Promise((r) => setTimeout(r, 20));
