@@ -244,7 +244,9 @@ export class Gateway {
   async close(drainMs = 5000): Promise<void> {
     // Keep-alive connections would hold server.close() open for as long as clients keep sending:
     // close them now, then wait for the listener to go.
-    const closed = new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    const closed = new Promise<void>((resolve) =>
+      this.server ? this.server.close(() => resolve()) : resolve(),
+    );
     this.server?.closeAllConnections();
     await closed;
     const deadline = Date.now() + drainMs;
