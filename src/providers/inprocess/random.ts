@@ -1,14 +1,5 @@
-/** Deterministic pseudo-random numbers and hashing for the in-process simulation. */
-
-/** FNV-1a 32-bit hash of a string. */
-export function hash32(text: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) {
-    h ^= text.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
-}
+/** Deterministic pseudo-random numbers for the in-process simulation. */
+import { hash32 } from '../../serving/gateway/routing';
 
 /** mulberry32 generator seeded from a string: returns numbers in [0, 1). */
 export function seededRandom(seed: string): () => number {

@@ -10,7 +10,8 @@ import { quantile } from '../../analysis/stats';
 import type { Measurement } from '../../analysis/types';
 import type { MetricsSource, WindowQuery } from '../types';
 import type { InProcessPlane } from './plane';
-import { gaussian, hash32, seededRandom } from './random';
+import { pickVersion } from '../../serving/gateway/routing';
+import { gaussian, seededRandom } from './random';
 
 interface Bucket {
   sec: number;
@@ -193,17 +194,8 @@ export class TrafficDriver {
     now: number,
   ): void {
     const entity = `e${Math.floor(this.rand() * (this.options.entities ?? 5000))}`;
-    // Sticky assignment: the entity's hash picks a point in [0, 100); weights are laid out in version order.
-    const point = hash32(`${model}:${entity}`) % 100;
-    let acc = 0;
-    let served: string | undefined;
-    for (const [version, weight] of Object.entries(route.weights).sort(([a], [b]) => a.localeCompare(b))) {
-      acc += weight;
-      if (point < acc) {
-        served = version;
-        break;
-      }
-    }
+    // The gateway's own sticky assignment, so the simulation routes exactly as the real plane does.
+    const served = pickVersion(route.weights, `${model}:${entity}`);
     if (!served) return;
     const primary = this.answer(model, served, entity, now);
     if (primary.score !== null) {
