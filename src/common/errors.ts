@@ -46,6 +46,14 @@ export class NotAllowedError extends PromoteError {
   readonly type = 'NotAllowed';
 }
 
+/**
+ * The promotion's traffic lease ended without its release (not renewed in time, or revoked by an
+ * operator): the data plane has sent traffic back to the champion and will not give it back.
+ */
+export class LeaseEndedError extends PromoteError {
+  readonly type = 'LeaseEnded';
+}
+
 /** Formats issues one per line as `path: message`. */
 export function formatIssues(issues: Issue[]): string {
   return issues.map((i) => `${i.path || '(root)'}: ${i.message}`).join('\n');
