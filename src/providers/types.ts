@@ -5,6 +5,9 @@
 import type { Measurement } from '../analysis/types';
 import type { ScorePair } from '../analysis/shadow';
 import type { Gate, PolicyThresholds } from '../plan/schema';
+import type { Lease, LeaseRequest } from '../serving/lease';
+
+export type { Lease, LeaseRequest };
 
 export interface FeatureSpec {
   name: string;
@@ -52,11 +55,25 @@ export interface Route {
   stickyKey: string;
 }
 
-/** Traffic: weighted routing and shadow mirroring. Setters return the route as applied. */
+/**
+ * Traffic: weighted routing and shadow mirroring under the promotion's lease (see
+ * docs/fail-safe.md). Setters return the route as applied. A split route or a shadow needs the
+ * active lease of the holder named in `lease`; a route sending all traffic to one version ends it.
+ */
 export interface TrafficRouter {
   getRoute(model: string): Promise<Route | null>;
-  setWeights(model: string, weights: Record<string, number>, stickyKey: string): Promise<Route>;
-  setShadow(model: string, shadow: Route['shadow']): Promise<Route>;
+  setWeights(
+    model: string,
+    weights: Record<string, number>,
+    stickyKey: string,
+    lease?: string,
+  ): Promise<Route>;
+  setShadow(model: string, shadow: Route['shadow'], lease?: string): Promise<Route>;
+  /** Acquires or renews; LeaseEndedError once the holder's lease has ended, ConflictError for another holder's. */
+  acquireLease(model: string, request: LeaseRequest): Promise<Lease>;
+  /** Releases the holder's lease if it is active. Idempotent. */
+  releaseLease(model: string, holder: string): Promise<Lease | null>;
+  getLease(model: string): Promise<Lease | null>;
 }
 
 export interface WindowQuery {

@@ -11,6 +11,15 @@ import { GATE_METRICS, type GateMetric } from '../../analysis/metrics';
 import { quantile } from '../../analysis/stats';
 import { NotFoundError, InvalidInputError } from '../../common/errors';
 import type { Gate, PolicyThresholds } from '../../plan/schema';
+import {
+  acquireLease,
+  checkRoute,
+  expireLease,
+  fallbackWeights,
+  releaseLease,
+  type Lease,
+  type LeaseRequest,
+} from '../../serving/lease';
 import type {
   Deployment,
   FeatureSpec,
@@ -67,10 +76,19 @@ export interface PlaneState {
   deployments: Record<string, Record<string, Deployment>>;
   routes: Record<string, Route>;
   policies: Record<string, Record<string, PolicyThresholds>>;
+  /** Traffic leases per model (docs/fail-safe.md). */
+  leases: Record<string, Lease>;
   seq: number;
 }
 
-const emptyState = (): PlaneState => ({ models: {}, deployments: {}, routes: {}, policies: {}, seq: 0 });
+const emptyState = (): PlaneState => ({
+  models: {},
+  deployments: {},
+  routes: {},
+  policies: {},
+  leases: {},
+  seq: 0,
+});
 
 export const DEFAULT_BEHAVIOUR: Behaviour = {
   errorRate: 0.001,
@@ -97,6 +115,7 @@ export class InProcessPlane implements Registry, Serving, TrafficRouter, PolicyS
       () => undefined as never,
     );
     this.state = this.stateFile.read();
+    this.state.leases ??= {};
   }
 
   // ---- seeding (tests, demo) ----
@@ -233,15 +252,22 @@ export class InProcessPlane implements Registry, Serving, TrafficRouter, PolicyS
   // ---- Traffic ----
 
   getRoute(model: string): Promise<Route | null> {
+    this.expireLease(model);
     const route = this.state.routes[model];
     return Promise.resolve(route ? structuredClone(route) : null);
   }
 
   routeNow(model: string): Route | undefined {
+    this.expireLease(model);
     return this.state.routes[model];
   }
 
-  setWeights(model: string, weights: Record<string, number>, stickyKey: string): Promise<Route> {
+  setWeights(
+    model: string,
+    weights: Record<string, number>,
+    stickyKey: string,
+    lease?: string,
+  ): Promise<Route> {
     const clean = Object.fromEntries(Object.entries(weights).filter(([, w]) => w > 0));
     const total = Object.values(clean).reduce((a, b) => a + b, 0);
     if (total !== 100) throw new InvalidInputError(`weights for ${model} sum to ${total}, not 100`);
@@ -249,6 +275,12 @@ export class InProcessPlane implements Registry, Serving, TrafficRouter, PolicyS
       if (!this.isDeployed(model, version))
         throw new InvalidInputError(`${model}/${version} has no healthy deployment`);
     }
+    this.expireLease(model);
+    const shadow = this.state.routes[model]?.shadow ?? null;
+    this.applyLease(
+      model,
+      checkRoute(this.state.leases[model], { weights: clean, shadow }, lease, Date.now()),
+    );
     const route = (this.state.routes[model] ??= { model, weights: {}, shadow: null, stickyKey });
     if (JSON.stringify(route.weights) !== JSON.stringify(clean) || route.stickyKey !== stickyKey) {
       route.weights = clean;
@@ -258,17 +290,67 @@ export class InProcessPlane implements Registry, Serving, TrafficRouter, PolicyS
     return this.getRoute(model) as Promise<Route>;
   }
 
-  setShadow(model: string, shadow: Route['shadow']): Promise<Route> {
+  setShadow(model: string, shadow: Route['shadow'], lease?: string): Promise<Route> {
+    this.expireLease(model);
     const route = this.state.routes[model];
     if (!route) throw new InvalidInputError(`${model} has no route to mirror from`);
     if (shadow && !this.isDeployed(model, shadow.version)) {
       throw new InvalidInputError(`${model}/${shadow.version} has no healthy deployment`);
     }
+    this.applyLease(
+      model,
+      checkRoute(this.state.leases[model], { weights: route.weights, shadow }, lease, Date.now()),
+    );
     if (JSON.stringify(route.shadow) !== JSON.stringify(shadow)) {
       route.shadow = shadow;
       this.record('setShadow', model, shadow?.version, { shadow });
     }
     return this.getRoute(model) as Promise<Route>;
+  }
+
+  // ---- Lease ----
+
+  acquireLease(model: string, request: LeaseRequest): Promise<Lease> {
+    this.expireLease(model);
+    const lease = acquireLease(this.state.leases[model], request, Date.now());
+    this.applyLease(model, lease);
+    return Promise.resolve(structuredClone(lease));
+  }
+
+  releaseLease(model: string, holder: string): Promise<Lease | null> {
+    this.expireLease(model);
+    const lease = releaseLease(this.state.leases[model], holder, Date.now());
+    this.applyLease(model, lease);
+    return Promise.resolve(lease ? structuredClone(lease) : null);
+  }
+
+  getLease(model: string): Promise<Lease | null> {
+    this.expireLease(model);
+    const lease = this.state.leases[model];
+    return Promise.resolve(lease ? structuredClone(lease) : null);
+  }
+
+  private applyLease(model: string, lease: Lease | undefined): void {
+    if (lease === this.state.leases[model]) return;
+    if (lease) this.state.leases[model] = lease;
+    else delete this.state.leases[model];
+    this.save();
+  }
+
+  /** An active lease past its expiry ends, and its champion gets all traffic (what the gateway does). */
+  private expireLease(model: string): void {
+    const lease = this.state.leases[model];
+    if (!lease) return;
+    const after = expireLease(lease, Date.now());
+    if (after === lease) return;
+    this.state.leases[model] = after;
+    const route = this.state.routes[model];
+    if (route) {
+      route.weights = fallbackWeights(after);
+      route.shadow = null;
+      this.record('setWeights', model, undefined, { weights: route.weights, reason: after.reason });
+    }
+    this.save();
   }
 
   /** Seeds a route directly (the champion serving 100% before any promotion). */

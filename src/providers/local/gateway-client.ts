@@ -1,5 +1,5 @@
 /** The gateway's admin API, as the local providers use it. */
-import { InvalidInputError, NotFoundError } from '../../common/errors';
+import { ConflictError, InvalidInputError, LeaseEndedError, NotFoundError } from '../../common/errors';
 
 export class GatewayClient {
   constructor(
@@ -27,11 +27,21 @@ export class GatewayClient {
         throw new Error(`the gateway at ${this.baseUrl} is unreachable: ${(err as Error).message}`);
       }
     }
-    const json = (await response.json()) as T & { error?: string };
-    if (response.ok) return json;
-    const message = `gateway ${method} /admin/${path}: ${json.error ?? response.statusText}`;
+    const text = await response.text();
+    let json: (T & { error?: string; code?: string }) | undefined;
+    try {
+      json = JSON.parse(text) as T & { error?: string; code?: string };
+    } catch {
+      json = undefined;
+    }
+    if (response.ok && json !== undefined) return json;
+    const message = `gateway ${method} /admin/${path}: ${json?.error ?? `HTTP ${response.status} ${text.slice(0, 200)}`}`;
     if (response.status === 404) throw new NotFoundError(message);
     if (response.status === 400) throw new InvalidInputError(message);
+    if (response.status === 409 && json?.code === 'lease_ended')
+      throw new LeaseEndedError(json.error ?? message);
+    if (response.status === 409) throw new ConflictError(message);
+    // 401/403 (wrong token) and 5xx stay plain errors: retrying may help, and the caller says where.
     throw new Error(message);
   }
 }

@@ -6,7 +6,16 @@ import type { PolicyThresholds } from '../../plan/schema';
 import type { ModelServerSupervisor } from '../../serving/supervisor';
 import type { GatewayRoute, GatewayState } from '../../serving/gateway/server';
 import { NotFoundError } from '../../common/errors';
-import type { Deployment, PolicyStore, Registry, Route, Serving, TrafficRouter } from '../types';
+import type {
+  Deployment,
+  Lease,
+  LeaseRequest,
+  PolicyStore,
+  Registry,
+  Route,
+  Serving,
+  TrafficRouter,
+} from '../types';
 import type { Datasets } from './datasets';
 import { invocationBody } from './datasets';
 import type { GatewayClient } from './gateway-client';
@@ -99,26 +108,55 @@ export class LocalServing implements Serving, TrafficRouter, PolicyStore {
     }
   }
 
-  async setWeights(model: string, weights: Record<string, number>, stickyKey: string): Promise<Route> {
+  async setWeights(
+    model: string,
+    weights: Record<string, number>,
+    stickyKey: string,
+    lease?: string,
+  ): Promise<Route> {
     const current = await this.getRoute(model);
     const clean = Object.fromEntries(Object.entries(weights).filter(([, w]) => w > 0));
     const route = await this.gateway.admin<GatewayRoute>('PUT', `routes/${enc(model)}`, {
       weights: clean,
       shadow: current?.shadow ?? null,
       stickyKey,
+      ...(lease ? { lease } : {}),
     });
     return { model, ...route };
   }
 
-  async setShadow(model: string, shadow: Route['shadow']): Promise<Route> {
+  async setShadow(model: string, shadow: Route['shadow'], lease?: string): Promise<Route> {
     const current = await this.getRoute(model);
     if (!current) throw new NotFoundError(`${model} has no route to mirror from`);
     const route = await this.gateway.admin<GatewayRoute>('PUT', `routes/${enc(model)}`, {
       weights: current.weights,
       shadow,
       stickyKey: current.stickyKey,
+      ...(lease ? { lease } : {}),
     });
     return { model, ...route };
+  }
+
+  // ---- Lease (the gateway expires it by itself; docs/fail-safe.md) ----
+
+  acquireLease(model: string, request: LeaseRequest): Promise<Lease> {
+    return this.gateway.admin<Lease>('PUT', `leases/${enc(model)}`, request);
+  }
+
+  releaseLease(model: string, holder: string): Promise<Lease | null> {
+    return this.gateway
+      .admin<Lease>('DELETE', `leases/${enc(model)}?holder=${enc(holder)}`)
+      .catch((err: unknown) => {
+        if (err instanceof NotFoundError) return null;
+        throw err;
+      });
+  }
+
+  getLease(model: string): Promise<Lease | null> {
+    return this.gateway.admin<Lease>('GET', `leases/${enc(model)}`).catch((err: unknown) => {
+      if (err instanceof NotFoundError) return null;
+      throw err;
+    });
   }
 
   // ---- PolicyStore ----
