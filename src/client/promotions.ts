@@ -10,11 +10,11 @@ import { ConflictError, NotAllowedError, NotFoundError, InvalidInputError } from
 import type { Plan } from '../plan/schema';
 import { hashPlan } from '../plan/load';
 import {
-  abortSignal,
+  abortUpdate,
   approveUpdate,
-  pauseSignal,
+  pauseUpdate,
   rejectUpdate,
-  resumeSignal,
+  resumeUpdate,
   statusQuery,
   type MessageResult,
 } from '../workflows/messages';
@@ -28,7 +28,7 @@ import {
   promotionId,
 } from '../workflows/search';
 import type { promotionWorkflow } from '../workflows/promotion';
-import type { Decision, PromotionInput, PromotionResult, PromotionStatus } from '../workflows/types';
+import type { PromotionInput, PromotionResult, PromotionStatus } from '../workflows/types';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 
@@ -163,10 +163,7 @@ export class Promotions {
     }
   }
 
-  /**
-   * Abort, pause or resume through a signal (what the Temporal UI sends too), then read the
-   * decision log to tell whether the workflow accepted it.
-   */
+  /** Abort, pause or resume through an update: the answer says at once whether it was accepted. */
   async control(
     id: string,
     kind: 'abort' | 'pause' | 'resume',
@@ -174,42 +171,21 @@ export class Promotions {
     reason?: string,
   ): Promise<MessageResult> {
     const handle = this.handle(id);
-    const before = await this.status(id);
-    if (before.outcome !== null)
-      throw new NotAllowedError(`${resolveId(id)} has already completed (${before.outcome})`);
+    const update = kind === 'abort' ? abortUpdate : kind === 'pause' ? pauseUpdate : resumeUpdate;
     try {
-      if (kind === 'abort') await handle.signal(abortSignal, { by, reason: reason ?? '' });
-      else
-        await handle.signal(kind === 'pause' ? pauseSignal : resumeSignal, {
-          by,
-          ...(reason ? { reason } : {}),
-        });
+      return await handle.executeUpdate(update, {
+        args: [{ by, ...(reason !== undefined ? { reason } : {}) }],
+      });
     } catch (err) {
-      if (err instanceof WorkflowNotFoundError)
+      if (err instanceof WorkflowUpdateFailedError)
+        throw new NotAllowedError(err.cause?.message ?? err.message);
+      if (err instanceof WorkflowNotFoundError) {
+        const closed = await this.status(id).catch(() => null);
+        if (closed?.outcome)
+          throw new NotAllowedError(`${resolveId(id)} has already completed (${closed.outcome})`);
         throw new NotFoundError(`no running promotion ${resolveId(id)}`);
-      throw err;
-    }
-    const expected = kind === 'abort' ? 'abort' : kind === 'pause' ? 'paused' : 'resumed';
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      const after = await this.status(id);
-      const fresh = after.decisions.slice(
-        before.decisions.length - after.decisionsDropped + before.decisionsDropped,
-      );
-      const answer = fresh.find(
-        (d: Decision) =>
-          d.by === by && (d.kind === expected || (d.kind === 'refused' && d.reason.startsWith(kind))),
-      );
-      if (answer) {
-        if (answer.kind === 'refused') throw new NotAllowedError(answer.reason.replace(/^\w+ refused: /, ''));
-        return {
-          accepted: true,
-          message: answer.kind === 'abort' ? 'abort accepted; rolling back' : answer.kind,
-        };
       }
-      if (Date.now() > deadline)
-        return { accepted: true, message: `${kind} signal sent (not yet acknowledged)` };
-      await new Promise((r) => setTimeout(r, 200));
+      throw err;
     }
   }
 

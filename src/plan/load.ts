@@ -1,11 +1,12 @@
 /** Reading plan files (YAML or JSON), hashing plans, and exporting the JSON Schema. */
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { PlanError } from '../common/errors';
 import { planSchema, type Plan } from './schema';
 import { parsePlan } from './validate';
+
+export { canonicalJson, hashPlan } from './hash';
 
 /** Parses YAML (JSON is YAML) text; syntax errors become PlanError issues with line and column. */
 export function parsePlanText(text: string, source: string): Plan {
@@ -35,23 +36,6 @@ export function loadPlanFile(file: string): Plan {
     ]);
   }
   return parsePlanText(text, file);
-}
-
-/** JSON with object keys sorted, so equal plans hash equally whatever their key order. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
-  }
-  return JSON.stringify(value);
-}
-
-/** `sha256:<hex>` of the plan with defaults applied: the identity pinned to a promotion. */
-export function hashPlan(plan: Plan): string {
-  return `sha256:${createHash('sha256').update(canonicalJson(plan)).digest('hex')}`;
 }
 
 /** The plan's JSON Schema (draft 2020-12), describing the input form (defaults optional). */

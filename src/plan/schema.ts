@@ -4,12 +4,17 @@
  */
 import { z } from 'zod';
 import { GATE_CHECKS, GATE_METRICS, GUARDRAIL_METRICS, LABEL_METRICS, names } from '../analysis/metrics';
-import { DURATION_PATTERN, isDuration } from './duration';
+import { DURATION_PATTERN, isDuration, parseDuration } from './duration';
+
+/** The longest duration a plan may name: a year (timers, bakes and watches stay meaningful). */
+export const MAX_DURATION_MS = 366 * 86_400_000;
 
 const duration = (what: string) =>
   z
     .string()
-    .refine(isDuration, { message: 'expected a duration such as 90s, 5m, 4h or 7d' })
+    .max(40, 'a duration is at most 40 characters')
+    .refine(isDuration, { message: 'expected a duration such as 90s, 5m, 4h or 7d', abort: true })
+    .refine((text) => parseDuration(text) <= MAX_DURATION_MS, { message: 'at most 366d' })
     .describe(`${what}. A duration: <number><unit>, units ms, s, m, h, d (e.g. 90s, 5m, 4h, 7d).`)
     .meta({ pattern: DURATION_PATTERN });
 
@@ -17,7 +22,18 @@ const ratio = (what: string) => z.number().min(0).max(1).describe(`${what} (rati
 const userName = z
   .string()
   .min(1)
+  .max(128)
   .regex(/^[A-Za-z0-9._@-]+$/, 'user names are letters, digits and . _ @ -');
+/** Names of aliases and datasets: short, printable, no path or control characters. */
+const shortName = (what: string) =>
+  z
+    .string()
+    .min(1)
+    .max(100)
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, `${what}: letters, digits and . _ - (at most 100)`);
+
+/** Bounds that keep a plan (and the workflow state that carries it) small. */
+export const PLAN_LIMITS = { steps: 20, gates: 20, guardrails: 20, approvers: 50, text: 2000 } as const;
 
 /** Provider types known to this build; an unknown type is a validation error, never a fallback. */
 export const REGISTRY_TYPES = ['inprocess', 'mlflow'] as const;
@@ -31,14 +47,10 @@ export const registrySchema = z
       .enum(REGISTRY_TYPES)
       .default('inprocess')
       .describe('Model registry provider: mlflow (MLflow Model Registry) or inprocess. Default inprocess.'),
-    championAlias: z
-      .string()
-      .min(1)
+    championAlias: shortName('alias')
       .default('champion')
       .describe('Alias naming the live version. Default champion.'),
-    challengerAlias: z
-      .string()
-      .min(1)
+    challengerAlias: shortName('alias')
       .default('challenger')
       .describe('Alias set on the candidate while it is promoted. Default challenger.'),
   })
@@ -85,9 +97,7 @@ export const gateSchema = z
       .enum(GATE_CHECKS)
       .optional()
       .describe('A named check instead of a metric (one of metric or check).'),
-    dataset: z
-      .string()
-      .min(1)
+    dataset: shortName('dataset')
       .default('holdout')
       .describe('Dataset the metric is measured on. Default holdout.'),
     min: z.number().optional().describe('Lowest acceptable value of the candidate (metric units).'),
@@ -129,7 +139,11 @@ export const shadowSchema = z
 
 export const approvalSchema = z
   .strictObject({
-    approvers: z.array(userName).min(1).describe('Users allowed to approve or reject this step.'),
+    approvers: z
+      .array(userName)
+      .min(1)
+      .max(PLAN_LIMITS.approvers)
+      .describe(`Users allowed to approve or reject this step (at most ${PLAN_LIMITS.approvers}).`),
     required: z.int().min(1).default(1).describe('Approvals needed (N of M). Default 1.'),
     timeout: duration('How long the approval stays open').default('24h'),
     onTimeout: z
@@ -159,13 +173,18 @@ export const canarySchema = z
       .strictObject({
         stickyKey: z
           .string()
-          .regex(/^(header|field):.+$/, 'expected header:<name> or field:<name>')
+          .max(200)
+          .regex(/^(header|field):[A-Za-z0-9._-]+$/, 'expected header:<name> or field:<name>')
           .default('header:x-entity-id')
           .describe('Where the sticky assignment key comes from. Default header:x-entity-id.'),
       })
       .default({ stickyKey: 'header:x-entity-id' })
       .describe('How requests are assigned to versions.'),
-    steps: z.array(stepSchema).min(1).describe('Traffic steps, strictly increasing, ending at 100.'),
+    steps: z
+      .array(stepSchema)
+      .min(1)
+      .max(PLAN_LIMITS.steps)
+      .describe(`Traffic steps, strictly increasing, ending at 100 (at most ${PLAN_LIMITS.steps}).`),
   })
   .describe('The canary: stepped traffic with bakes and approvals.');
 
@@ -218,6 +237,10 @@ export const analysisSchema = z
       .min(1)
       .default(3)
       .describe('Measurement errors in a row that count as Fail. Default 3.'),
+    lease: duration(
+      'Time to live of the traffic lease the gateway holds while the candidate has traffic; not renewed in time, the gateway returns all traffic to the champion by itself. At least twice leaseRenewal. Default 5m',
+    ).default('5m'),
+    leaseRenewal: duration('How often the promotion renews the traffic lease. Default 1m').default('1m'),
   })
   .describe('How guardrail verdicts are collected and what non-Pass verdicts mean.');
 
@@ -262,7 +285,11 @@ export const planSchema = z
       .literal('promote/v1')
       .default('promote/v1')
       .describe('Plan format version. Default promote/v1.'),
-    description: z.string().optional().describe('Free text shown in status.'),
+    description: z
+      .string()
+      .max(PLAN_LIMITS.text)
+      .optional()
+      .describe(`Free text shown in status (at most ${PLAN_LIMITS.text} characters).`),
     registry: registrySchema.default({
       type: 'inprocess',
       championAlias: 'champion',
@@ -271,16 +298,26 @@ export const planSchema = z
     serving: servingSchema.default({ type: 'inprocess' }),
     metrics: metricsSchema.default({ type: 'inprocess' }),
     notify: notifySchema.default({ type: 'log' }),
-    gates: z.array(gateSchema).default([]).describe('Offline validation gates, in order.'),
+    gates: z
+      .array(gateSchema)
+      .max(PLAN_LIMITS.gates)
+      .default([])
+      .describe(`Offline validation gates, in order (at most ${PLAN_LIMITS.gates}).`),
     shadow: shadowSchema.optional(),
     canary: canarySchema,
-    guardrails: z.array(guardrailSchema).default([]).describe('Live guardrails.'),
+    guardrails: z
+      .array(guardrailSchema)
+      .max(PLAN_LIMITS.guardrails)
+      .default([])
+      .describe(`Live guardrails (at most ${PLAN_LIMITS.guardrails}).`),
     analysis: analysisSchema.default({
       interval: '30s',
       maxExtensions: 1,
       onInconclusive: 'pause',
       onNoData: 'rollback',
       maxConsecutiveErrors: 3,
+      lease: '5m',
+      leaseRenewal: '1m',
     }),
     watch: watchSchema.optional(),
     policy: policySchema.optional(),

@@ -4,6 +4,8 @@
  */
 import type { z } from 'zod';
 import { PlanError, type Issue } from '../common/errors';
+import { MAX_LEASE_TTL_MS, MIN_LEASE_TTL_MS } from '../serving/lease';
+import { isDuration, parseDuration } from './duration';
 import { planSchema, type Plan } from './schema';
 
 /** `canary.steps[1].traffic` from `['canary', 'steps', 1, 'traffic']`. */
@@ -28,6 +30,8 @@ type Loose = Record<string, unknown>;
 const obj = (v: unknown): Loose | undefined =>
   v && typeof v === 'object' && !Array.isArray(v) ? (v as Loose) : undefined;
 const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+const durationMs = (v: unknown): number | undefined =>
+  typeof v === 'string' && v.length <= 40 && isDuration(v) ? parseDuration(v) : undefined;
 const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
 
 /**
@@ -102,6 +106,20 @@ export function crossFieldIssues(doc: unknown): Issue[] {
     if (min !== undefined && max !== undefined && min > max)
       add(`guardrails[${i}].min`, `min (${min}) is above max (${max})`);
   });
+
+  const analysis = obj(plan.analysis);
+  const leaseText = typeof analysis?.lease === 'string' ? analysis.lease : '5m';
+  const renewalText = typeof analysis?.leaseRenewal === 'string' ? analysis.leaseRenewal : '1m';
+  const lease = durationMs(leaseText);
+  const renewal = durationMs(renewalText);
+  if (lease !== undefined && renewal !== undefined) {
+    if (lease < 2 * renewal)
+      add('analysis.lease', `the lease (${leaseText}) must be at least twice leaseRenewal (${renewalText})`);
+    if (lease < MIN_LEASE_TTL_MS)
+      add('analysis.lease', `the lease must be at least ${MIN_LEASE_TTL_MS / 1000}s`);
+    if (lease > MAX_LEASE_TTL_MS)
+      add('analysis.lease', `the lease must be at most ${MAX_LEASE_TTL_MS / 86_400_000}d`);
+  }
 
   const shadow = obj(plan.shadow);
   if (shadow && shadow.maxDisagreement === undefined && shadow.maxScorePsi === undefined) {

@@ -16,6 +16,8 @@ export interface Ctx {
     refs: ReturnType<typeof refsOf>;
   };
   sync: () => void;
+  /** This run's in-memory flags (not carried across continue-as-new). */
+  live: { renewing: boolean };
 }
 
 export function refsOf(input: PromotionInput) {

@@ -1,19 +1,70 @@
 /**
- * The rollback saga, in a fixed order: traffic back to the champion first, then the registry
- * aliases, the policy, the serving processes, and last the status tags and notification. Every
- * compensation is idempotent, recorded in the decision log, and runs even if an earlier one failed.
+ * The rollback saga, in a fixed order: traffic back to the champion first (which also ends the
+ * lease), then the registry aliases, the policy, the serving processes, and last the outcome on the
+ * version and the notification. Compensations never give up: each is retried with capped backoff
+ * until it succeeds, while status shows phase rolling_back and the failing step; the outcome is set
+ * only when every compensation has succeeded. The saga is data (`touched`), so it survives
+ * continue-as-new and resumes where it was.
  */
-import { proxyActivities, ActivityCancellationType } from '@temporalio/workflow';
+import { ActivityCancellationType, proxyActivities, sleep } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { nowMs } from './clock';
 import { refsOf, type Ctx } from './context';
+import { maybeContinueAsNew } from './handover';
+import { releaseQuietly } from './lease';
+import { clip } from './run';
 
-const compensate = proxyActivities<Activities>({
+/** Compensations and the steps after the point of no return: never given up (see `untilDone`). */
+export const finishing = proxyActivities<Activities>({
   startToCloseTimeout: '2 minutes',
   cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-  // Compensations try harder than forward steps: leaving traffic on a bad candidate is worse.
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 20 },
+  // A few quick tries per attempt; `untilDone` retries attempts for as long as it takes.
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 4 },
 });
+
+/** Backoff between attempts of a failing compensation: 5s doubling, capped at 2 minutes. */
+export function compensationBackoffMs(attempt: number): number {
+  return Math.min(5_000 * 2 ** Math.min(attempt - 1, 10), 120_000);
+}
+
+function errorText(err: unknown): string {
+  const cause = (err as { cause?: { message?: string } }).cause;
+  return clip(cause?.message ?? (err instanceof Error ? err.message : String(err)), 1000);
+}
+
+/** Runs `fn` until it succeeds, recording the failing step in state (status shows it). */
+export async function untilDone(ctx: Ctx, step: string, fn: () => Promise<unknown>): Promise<void> {
+  const { run } = ctx;
+  const s = run.s;
+  for (;;) {
+    try {
+      await fn();
+      if (s.compensation?.step === step) {
+        run.decide(
+          'rollback',
+          'promote',
+          `${step}: succeeded after ${s.compensation.attempts + 1} attempts`,
+          nowMs(),
+        );
+        s.compensation = null;
+      }
+      return;
+    } catch (err) {
+      const error = errorText(err);
+      if (s.compensation?.step !== step)
+        s.compensation = { step, attempts: 0, since: new Date(nowMs()).toISOString(), error };
+      s.compensation.attempts++;
+      s.compensation.error = error;
+      if (s.compensation.attempts === 1)
+        run.decide('rollback_error', 'promote', `${step} failed; retrying until it succeeds`, nowMs(), [
+          error,
+        ]);
+      ctx.sync();
+      await sleep(compensationBackoffMs(s.compensation.attempts));
+      await maybeContinueAsNew(ctx);
+    }
+  }
+}
 
 export async function rollback(ctx: Ctx): Promise<void> {
   const { run, input } = ctx;
@@ -22,22 +73,26 @@ export async function rollback(ctx: Ctx): Promise<void> {
   const refs = refsOf(input);
   const registry = s.plan.registry;
   s.rollingBack = true;
+  s.pendingApproval = null;
+  s.paused = null;
   ctx.sync();
   const champion = s.champion;
 
   const steps: { name: string; needed: boolean; undo: () => Promise<unknown>; done: () => void }[] = [
     {
       name: `traffic: 100% to ${champion}, shadow off`,
-      needed: champion !== null && (t.traffic || t.shadow),
+      needed: champion !== null && (t.traffic || t.shadow || s.lease !== null),
       undo: async () => {
         if (t.championDecommissioned)
-          await compensate.deployVersion({ model: s.model, version: champion!, refs });
-        await compensate.routeAllTo({
+          await finishing.deployVersion({ model: s.model, version: champion!, refs });
+        await finishing.routeAllTo({
           model: s.model,
           version: champion!,
           stickyKey: s.plan.canary.assignment.stickyKey,
           refs,
+          ...(s.lease ? { lease: s.lease.holder } : {}),
         });
+        await releaseQuietly(ctx);
       },
       done: () => {
         t.traffic = t.shadow = t.championDecommissioned = false;
@@ -48,7 +103,7 @@ export async function rollback(ctx: Ctx): Promise<void> {
       name: `registry: ${registry.championAlias} -> ${t.championAlias?.previous ?? 'none'}`,
       needed: t.championAlias !== null,
       undo: () =>
-        compensate.setAlias({
+        finishing.setAlias({
           model: s.model,
           alias: registry.championAlias,
           version: t.championAlias!.previous,
@@ -60,7 +115,7 @@ export async function rollback(ctx: Ctx): Promise<void> {
       name: `registry: ${registry.challengerAlias} -> ${t.challengerAlias?.previous ?? 'none'}`,
       needed: t.challengerAlias !== null,
       undo: () =>
-        compensate.setAlias({
+        finishing.setAlias({
           model: s.model,
           alias: registry.challengerAlias,
           version: t.challengerAlias!.previous,
@@ -72,67 +127,62 @@ export async function rollback(ctx: Ctx): Promise<void> {
       name: `policy: ${s.candidate} thresholds restored`,
       needed: t.policy !== null,
       undo: () =>
-        compensate.setPolicy({ model: s.model, version: s.candidate, thresholds: t.policy!.previous, refs }),
+        finishing.setPolicy({ model: s.model, version: s.candidate, thresholds: t.policy!.previous, refs }),
       done: () => (t.policy = null),
     },
     {
       name: `serving: ${s.candidate} decommissioned`,
       needed: t.deployed,
-      undo: () => compensate.decommissionVersion({ model: s.model, version: s.candidate, refs }),
+      undo: () => finishing.decommissionVersion({ model: s.model, version: s.candidate, refs }),
       done: () => (t.deployed = false),
     },
   ];
   for (const step of steps) {
     if (!step.needed) continue;
-    try {
-      await step.undo();
-      step.done();
-      run.decide('rollback', 'promote', step.name, nowMs());
-    } catch (err) {
-      run.decide('rollback_error', 'promote', `${step.name} failed`, nowMs(), [
-        err instanceof Error ? ((err.cause as Error | undefined)?.message ?? err.message) : String(err),
-      ]);
-    }
+    await untilDone(ctx, step.name, step.undo);
+    step.done();
+    run.decide('rollback', 'promote', step.name, nowMs());
     ctx.sync();
   }
+  await recordOutcome(ctx, s.stop!.outcome);
   s.outcome = s.stop!.outcome;
   s.rollingBack = false;
   s.stage = 'done';
   s.wait = null;
-  s.pendingApproval = null;
-  s.paused = null;
   await announce(ctx);
 }
 
-/** Records the outcome on the candidate version and notifies; failures are logged, not fatal. */
+/**
+ * Records the outcome on the candidate version (tags), retried until it succeeds: a version left
+ * tagged `promotion.phase=staging` would say a promotion is in progress when none is.
+ */
+export async function recordOutcome(ctx: Ctx, outcome: string): Promise<void> {
+  const s = ctx.run.s;
+  if (s.champion === null) return; // the candidate was never resolved: nothing was tagged
+  await untilDone(ctx, 'registry: outcome recorded on the version', () =>
+    finishing.tagVersion({
+      model: s.model,
+      version: s.candidate,
+      refs: refsOf(ctx.input),
+      tags: {
+        'promotion.id': s.id,
+        'promotion.phase': 'completed',
+        'promotion.outcome': outcome,
+        'promotion.plan_hash': s.planHash,
+      },
+    }),
+  );
+}
+
+/** Notifies once per promotion (idempotent key); a failing notifier is recorded, not fatal. */
 export async function announce(ctx: Ctx): Promise<void> {
   const { run, input } = ctx;
   const s = run.s;
-  const refs = refsOf(input);
   const outcome = s.outcome!;
   const reason = s.stop?.reason ?? `${s.candidate} promoted`;
-  if (s.champion !== null) {
-    try {
-      await compensate.tagVersion({
-        model: s.model,
-        version: s.candidate,
-        refs,
-        tags: {
-          'promotion.id': s.id,
-          'promotion.phase': 'completed',
-          'promotion.outcome': outcome,
-          'promotion.plan_hash': s.planHash,
-        },
-      });
-    } catch (err) {
-      run.decide('rollback_error', 'promote', 'recording the outcome on the version failed', nowMs(), [
-        String(err),
-      ]);
-    }
-  }
   try {
-    await compensate.notify({
-      refs,
+    await finishing.notify({
+      refs: refsOf(input),
       event: {
         key: `${s.id}:${s.startedAt}:completed`,
         promotionId: s.id,
@@ -143,7 +193,7 @@ export async function announce(ctx: Ctx): Promise<void> {
       },
     });
   } catch (err) {
-    run.decide('rollback_error', 'promote', 'notification failed', nowMs(), [String(err)]);
+    run.decide('rollback_error', 'promote', 'notification failed', nowMs(), [errorText(err)]);
   }
   run.decide('completed', 'promote', `${outcome}: ${reason}`, nowMs());
   ctx.sync();

@@ -5,7 +5,7 @@
  */
 import type { Assessment } from '../analysis/types';
 import type { Approval } from '../plan/schema';
-import type { MessageResult } from './messages';
+import { parseMessage, type MessageKind, type MessageResult } from './messages';
 import type {
   Decision,
   DecisionKind,
@@ -16,8 +16,33 @@ import type {
   StopRequest,
 } from './types';
 
-/** Decision-log entries kept; older ones are dropped and counted (keeps workflow state bounded). */
-export const MAX_DECISIONS = 1000;
+/**
+ * Decision kinds that can repeat without bound (verdict flaps over a days-long watch, pause/resume
+ * cycles, hand-overs) keep at most this many entries each; older ones are dropped and counted.
+ * Every other kind (votes, stops, traffic changes, gates, verdicts that stop the promotion,
+ * rollback steps) is bounded by the plan and never dropped.
+ */
+export const DECISION_CAPS: Partial<Record<DecisionKind, number>> = {
+  check: 200,
+  paused: 50,
+  resumed: 50,
+  approval_requested: 50,
+  approval_timeout: 50,
+  continued_as_new: 20,
+  rollback_error: 50,
+  lease: 50,
+};
+
+/** Distinct refusal entries kept; beyond it refusals are counted in one catch-all entry. */
+export const MAX_REFUSALS = 100;
+/** Bounds of decision text (characters) and evidence items. */
+export const TEXT_LIMIT = 2000;
+export const EVIDENCE_LIMIT = 20;
+
+/** Text cut to `max` characters (marked), so no provider answer or message can grow the state. */
+export function clip(text: string, max = TEXT_LIMIT): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}
 
 const SYSTEM = 'promote';
 
@@ -60,18 +85,13 @@ export function initialState(input: PromotionInput, id: string, nowMs: number): 
     consecutiveErrors: {},
     decisions: [],
     decisionsDropped: 0,
+    refusals: [],
+    refusalsTotal: 0,
+    committed: false,
+    lease: null,
+    compensation: null,
     continuedAsNew: 0,
   };
-}
-
-/**
- * A string field of a message payload. Payloads are typed `unknown` on purpose: signals sent from
- * the Temporal UI or `temporal workflow signal` arrive as arbitrary JSON.
- */
-function text(payload: unknown, field: string): string | undefined {
-  const value =
-    payload && typeof payload === 'object' ? (payload as Record<string, unknown>)[field] : undefined;
-  return typeof value === 'string' && value.trim() !== '' ? value.trim() : undefined;
 }
 
 export class PromotionRun {
@@ -108,19 +128,34 @@ export class PromotionRun {
   }
 
   decide(kind: DecisionKind, by: string, reason: string, nowMs: number, evidence: string[] = []): Decision {
-    const decision: Decision = { at: new Date(nowMs).toISOString(), kind, by, reason, evidence };
-    this.s.decisions.push(decision);
-    if (this.s.decisions.length > MAX_DECISIONS) {
-      this.s.decisions.splice(0, this.s.decisions.length - MAX_DECISIONS);
-      this.s.decisionsDropped++;
+    const decision: Decision = {
+      at: new Date(nowMs).toISOString(),
+      kind,
+      by: clip(by, 200),
+      reason: clip(reason),
+      evidence: evidence.slice(0, EVIDENCE_LIMIT).map((e) => clip(e)),
+    };
+    const decisions = this.s.decisions;
+    decisions.push(decision);
+    const cap = DECISION_CAPS[kind];
+    if (cap !== undefined) {
+      let count = 0;
+      for (const d of decisions) if (d.kind === kind) count++;
+      if (count > cap) {
+        decisions.splice(
+          decisions.findIndex((d) => d.kind === kind),
+          1,
+        );
+        this.s.decisionsDropped++;
+      }
     }
     return decision;
   }
 
   /** Asks the promotion to stop; the first request wins, later ones are recorded only. */
   requestStop(stop: StopRequest, nowMs: number, evidence: string[] = []): void {
-    if (this.s.stop || this.done) {
-      const current = this.s.outcome ?? this.s.stop!.outcome;
+    if (this.s.stop || this.done || this.s.committed) {
+      const current = this.s.outcome ?? this.s.stop?.outcome ?? 'past the point of no return';
       this.decide(
         'stop',
         stop.by,
@@ -136,17 +171,50 @@ export class PromotionRun {
 
   // ---- messages ----
 
-  private refuse(message: string, by: string, what: string, nowMs: number): MessageResult {
-    this.decide('refused', by, `${what} refused: ${message}`, nowMs);
-    return { accepted: false, message };
+  /** Records a refusal in the aggregated refusal log and answers with the reason. */
+  private refuse(why: string, who: string, what: MessageKind, nowMs: number): MessageResult {
+    const at = new Date(nowMs).toISOString();
+    const refusals = this.s.refusals;
+    this.s.refusalsTotal++;
+    let entry = refusals.find((r) => r.who === who && r.what === what && r.why === why);
+    if (!entry && refusals.length >= MAX_REFUSALS - 1) {
+      // Full: everything new is counted in one catch-all entry.
+      entry = refusals.find((r) => r.who === '*');
+      if (!entry) {
+        entry = {
+          who: '*',
+          what: '*',
+          why: 'more distinct refusals than the log keeps',
+          count: 0,
+          first: at,
+          last: at,
+        };
+        refusals.push(entry);
+      }
+    }
+    if (entry) {
+      entry.count++;
+      entry.last = at;
+    } else refusals.push({ who, what, why: clip(why, 500), count: 1, first: at, last: at });
+    return { accepted: false, message: why };
+  }
+
+  /** Parses a message; refusals are recorded. Undefined when refused (the result says why). */
+  private parse(
+    kind: MessageKind,
+    payload: unknown,
+    nowMs: number,
+  ): { by: string; note: string | undefined } | MessageResult {
+    const parsed = parseMessage(kind, payload);
+    if (!parsed.ok) return this.refuse(parsed.why, parsed.who, kind, nowMs);
+    return parsed.value;
   }
 
   /** Approve or reject: the one rule set shared by the signal and the update paths. */
   vote(kind: 'approve' | 'reject', payload: unknown, nowMs: number): MessageResult {
-    const by = text(payload, 'by');
-    const note = kind === 'approve' ? text(payload, 'comment') : text(payload, 'reason');
-    if (!by) return this.refuse(`${kind} needs a "by" naming the user`, 'unknown', kind, nowMs);
-    if (kind === 'reject' && !note) return this.refuse('reject needs a reason', by, kind, nowMs);
+    const parsed = this.parse(kind, payload, nowMs);
+    if ('accepted' in parsed) return parsed;
+    const { by, note } = parsed;
     if (this.done || this.stopping) return this.refuse('the promotion is no longer running', by, kind, nowMs);
     const pending = this.s.pendingApproval;
     if (!pending) return this.refuse('no approval is pending', by, kind, nowMs);
@@ -195,23 +263,37 @@ export class PromotionRun {
   }
 
   abort(payload: unknown, nowMs: number): MessageResult {
-    const by = text(payload, 'by');
-    const reason = text(payload, 'reason');
-    if (!by) return this.refuse('abort needs a "by" naming the user', 'unknown', 'abort', nowMs);
-    if (!reason) return this.refuse('abort needs a reason', by, 'abort', nowMs);
+    const parsed = this.parse('abort', payload, nowMs);
+    if ('accepted' in parsed) return parsed;
+    const { by, note: reason } = parsed;
     if (this.done) return this.refuse('the promotion has already completed', by, 'abort', nowMs);
+    if (this.s.committed)
+      return this.refuse(
+        `too late: ${this.s.candidate} is already the champion with all traffic and the promotion is finishing; promote the previous version to go back`,
+        by,
+        'abort',
+        nowMs,
+      );
     if (this.stopping)
       return this.refuse(`the promotion is already stopping (${this.s.stop!.outcome})`, by, 'abort', nowMs);
-    this.decide('abort', by, reason, nowMs);
+    this.decide('abort', by, reason!, nowMs);
     this.requestStop({ outcome: 'aborted', by, reason: `aborted by ${by}: ${reason}` }, nowMs);
     return { accepted: true, message: 'abort accepted; rolling back' };
   }
 
-  pause(payload: unknown, nowMs: number, system = false): MessageResult {
-    const by = system ? SYSTEM : text(payload, 'by');
-    const reason = text(payload, 'reason') ?? 'paused';
-    if (!by) return this.refuse('pause needs a "by" naming the user', 'unknown', 'pause', nowMs);
-    if (this.done || this.stopping)
+  pause(payload: unknown, nowMs: number): MessageResult {
+    const parsed = this.parse('pause', payload, nowMs);
+    if ('accepted' in parsed) return parsed;
+    return this.pauseAs(parsed.by, parsed.note ?? 'paused', nowMs);
+  }
+
+  /** Pauses for the workflow itself (NoData, Inconclusive, approval timeout). */
+  systemPause(reason: string, nowMs: number): MessageResult {
+    return this.pauseAs(SYSTEM, reason, nowMs);
+  }
+
+  private pauseAs(by: string, reason: string, nowMs: number): MessageResult {
+    if (this.done || this.stopping || this.s.committed)
       return this.refuse('the promotion is no longer running', by, 'pause', nowMs);
     if (this.s.paused) return this.refuse(`already paused by ${this.s.paused.by}`, by, 'pause', nowMs);
     this.s.paused = { by, reason, at: new Date(nowMs).toISOString() };
@@ -220,20 +302,22 @@ export class PromotionRun {
   }
 
   resume(payload: unknown, nowMs: number): MessageResult {
-    const by = text(payload, 'by');
-    if (!by) return this.refuse('resume needs a "by" naming the user', 'unknown', 'resume', nowMs);
+    const parsed = this.parse('resume', payload, nowMs);
+    if ('accepted' in parsed) return parsed;
+    const { by, note } = parsed;
     if (this.done || this.stopping)
       return this.refuse('the promotion is no longer running', by, 'resume', nowMs);
     if (!this.s.paused) return this.refuse('the promotion is not paused', by, 'resume', nowMs);
     const was = this.s.paused;
     this.s.paused = null;
-    this.decide(
-      'resumed',
-      by,
-      text(payload, 'reason') ?? `resumed (was paused by ${was.by}: ${was.reason})`,
-      nowMs,
-    );
+    this.decide('resumed', by, note ?? `resumed (was paused by ${was.by}: ${was.reason})`, nowMs);
     return { accepted: true, message: 'resumed' };
+  }
+
+  /** The point of no return: from here an abort is refused as too late. */
+  commit(nowMs: number): void {
+    this.s.committed = true;
+    this.decide('lease', SYSTEM, 'traffic lease released: past the point of no return', nowMs);
   }
 
   // ---- approvals ----
@@ -277,7 +361,7 @@ export class PromotionRun {
       this.s.consecutiveErrors[a.subject] =
         a.verdict === 'Error' ? (this.s.consecutiveErrors[a.subject] ?? 0) + 1 : 0;
     }
-    this.s.lastChecks = assessments;
+    this.s.lastChecks = assessments.map((a) => ({ ...a, evidence: clip(a.evidence) }));
   }
 
   status(): PromotionStatus {
@@ -308,6 +392,10 @@ export class PromotionRun {
       lastChecks: s.lastChecks,
       decisions: s.decisions,
       decisionsDropped: s.decisionsDropped,
+      refusals: [...s.refusals].sort((a, b) => (a.last < b.last ? 1 : a.last > b.last ? -1 : 0)),
+      refusalsTotal: s.refusalsTotal,
+      lease: s.lease,
+      compensation: s.compensation,
       planHash: s.planHash,
       startedBy: s.startedBy,
       startedAt: s.startedAt,

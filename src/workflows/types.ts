@@ -32,7 +32,6 @@ export type DecisionKind =
   | 'approved'
   | 'rejected'
   | 'approval_timeout'
-  | 'refused'
   | 'paused'
   | 'resumed'
   | 'abort'
@@ -42,7 +41,8 @@ export type DecisionKind =
   | 'watch'
   | 'promoted'
   | 'completed'
-  | 'continued_as_new';
+  | 'continued_as_new'
+  | 'lease';
 
 export interface Decision {
   /** ISO time. */
@@ -95,6 +95,41 @@ export interface Touched {
   championDecommissioned: boolean;
 }
 
+/** Refused messages, aggregated: one entry per who/what/why, so hostile traffic cannot evict the log. */
+export interface Refusal {
+  /** The sender's name when it was valid, else `(invalid sender)`. */
+  who: string;
+  /** The message: approve, reject, abort, pause, resume. */
+  what: string;
+  why: string;
+  count: number;
+  /** ISO times of the first and the last such refusal. */
+  first: string;
+  last: string;
+}
+
+/** The traffic lease the promotion holds on the data plane (docs/fail-safe.md). */
+export interface LeaseHold {
+  holder: string;
+  ttlMs: number;
+  renewEveryMs: number;
+  /** ISO times. */
+  acquiredAt: string;
+  renewedAt: string;
+  /** Renewals in a row that could not reach the data plane. */
+  failures: number;
+  lastError: string | null;
+}
+
+/** A compensation that keeps failing: it is retried (capped backoff) until it succeeds. */
+export interface FailingCompensation {
+  step: string;
+  attempts: number;
+  /** ISO time of the first failure. */
+  since: string;
+  error: string;
+}
+
 export interface StopRequest {
   outcome: Exclude<Outcome, 'succeeded'>;
   by: string;
@@ -134,6 +169,12 @@ export interface PromotionState {
   consecutiveErrors: Record<string, number>;
   decisions: Decision[];
   decisionsDropped: number;
+  refusals: Refusal[];
+  refusalsTotal: number;
+  /** Past the point of no return: the candidate is the champion and the lease is released. */
+  committed: boolean;
+  lease: LeaseHold | null;
+  compensation: FailingCompensation | null;
   continuedAsNew: number;
 }
 
@@ -160,6 +201,12 @@ export interface PromotionStatus {
   lastChecks: Assessment[];
   decisions: Decision[];
   decisionsDropped: number;
+  /** Refused messages, aggregated (most recent first). */
+  refusals: Refusal[];
+  refusalsTotal: number;
+  lease: LeaseHold | null;
+  /** While rolling back: the compensation that keeps failing, if any. */
+  compensation: FailingCompensation | null;
   planHash: string;
   startedBy: string;
   startedAt: string;

@@ -60,7 +60,8 @@ const weekLongPlan = () =>
       ],
     },
     guardrails: [{ metric: 'error_rate', max: 0.05, minSamples: 100 }],
-    analysis: { interval: '10m', maxExtensions: 1 },
+    // Renewed every hour over the week (the 1m default would be 10,080 renewals in skipped time).
+    analysis: { interval: '10m', maxExtensions: 1, lease: '3h', leaseRenewal: '1h' },
     watch: {
       window: '7d',
       interval: '1h',

@@ -109,6 +109,33 @@ const broken: [string, Record<string, unknown>, string[]][] = [
   ['unknown guardrail metric', { 'guardrails.0.metric': 'cpu' }, ['guardrails[0].metric']],
   ['unknown label metric', { 'watch.labels.metric': 'precision' }, ['watch.labels.metric']],
   ['bad bake duration', { 'canary.steps.0.bake': '5x' }, ['canary.steps[0].bake']],
+  ['bake longer than a year', { 'canary.steps.0.bake': '400d' }, ['canary.steps[0].bake']],
+  ['duration text too long', { 'canary.steps.0.bake': '1s'.repeat(30) }, ['canary.steps[0].bake']],
+  ['lease shorter than two renewals', { analysis: { lease: '90s', leaseRenewal: '1m' } }, ['analysis.lease']],
+  ['lease below 2s', { analysis: { lease: '1s', leaseRenewal: '200ms' } }, ['analysis.lease']],
+  ['lease renewal not a duration', { analysis: { leaseRenewal: 'often' } }, ['analysis.leaseRenewal']],
+  [
+    'too many steps',
+    { 'canary.steps': [...Array.from({ length: 20 }, (_, i) => ({ traffic: i + 1 })), { traffic: 100 }] },
+    ['canary.steps'],
+  ],
+  [
+    'too many approvers',
+    { 'canary.steps.0.approval.approvers': Array.from({ length: 51 }, (_, i) => `u${i}`) },
+    ['canary.steps[0].approval.approvers'],
+  ],
+  [
+    'approver name too long',
+    { 'canary.steps.0.approval.approvers': ['a'.repeat(129)] },
+    ['canary.steps[0].approval.approvers[0]'],
+  ],
+  ['description too long', { description: 'x'.repeat(2001) }, ['description']],
+  ['alias with a slash', { registry: { championAlias: 'a/b' } }, ['registry.championAlias']],
+  [
+    'sticky key with spaces',
+    { 'canary.assignment': { stickyKey: 'header:x entity' } },
+    ['canary.assignment.stickyKey'],
+  ],
   ['bad approval timeout', { 'canary.steps.0.approval.timeout': '5x' }, ['canary.steps[0].approval.timeout']],
   ['bad shadow duration', { 'shadow.duration': '5x' }, ['shadow.duration']],
   ['bad watch window', { 'watch.window': '7 days' }, ['watch.window']],
@@ -234,6 +261,8 @@ test('defaults are applied to a minimal plan', () => {
     onInconclusive: 'pause',
     onNoData: 'rollback',
     maxConsecutiveErrors: 3,
+    lease: '5m',
+    leaseRenewal: '1m',
   });
   expect(plan.registry).toEqual({
     type: 'inprocess',

@@ -2,7 +2,7 @@
 import type { Assessment, Verdict } from '../../src/analysis/types';
 import { hashPlan } from '../../src/plan/load';
 import { parsePlan } from '../../src/plan/validate';
-import { initialState, MAX_DECISIONS, PromotionRun } from '../../src/workflows/run';
+import { DECISION_CAPS, initialState, MAX_REFUSALS, PromotionRun } from '../../src/workflows/run';
 
 // ---- builders ----
 
@@ -113,30 +113,30 @@ const refusals: Case[] = [
     'no approval is pending',
     'alice',
   ],
-  ['reject without a reason', (r) => r.vote('reject', { by: 'bob' }, T0), 'reject needs a reason', 'bob'],
+  ['reject without a reason', (r) => r.vote('reject', { by: 'bob' }, T0), 'reason is required', 'bob'],
   [
     'reject with a blank reason',
     (r) => r.vote('reject', { by: 'bob', reason: '   ' }, T0),
-    'reject needs a reason',
+    'reason is required',
     'bob',
   ],
   [
     'approve without by',
     (r) => r.vote('approve', { comment: 'lgtm' }, T0),
-    'approve needs a "by" naming the user',
-    'unknown',
+    'by is required: the name of the user sending it',
+    '(invalid sender)',
   ],
   [
     'approve with a non-string by',
     (r) => r.vote('approve', { by: 42 }, T0),
-    'approve needs a "by" naming the user',
-    'unknown',
+    'by must be a string: the name of the user sending it',
+    '(invalid sender)',
   ],
   [
     'approve with no payload',
     (r) => r.vote('approve', undefined, T0),
-    'approve needs a "by" naming the user',
-    'unknown',
+    'by is required: the name of the user sending it',
+    '(invalid sender)',
   ],
   [
     'vote after a stop',
@@ -165,8 +165,13 @@ const refusals: Case[] = [
     'the promotion has already completed',
     'alice',
   ],
-  ['abort without a reason', (r) => r.abort({ by: 'alice' }, T0), 'abort needs a reason', 'alice'],
-  ['abort without by', (r) => r.abort({ reason: 'x' }, T0), 'abort needs a "by" naming the user', 'unknown'],
+  ['abort without a reason', (r) => r.abort({ by: 'alice' }, T0), 'reason is required', 'alice'],
+  [
+    'abort without by',
+    (r) => r.abort({ reason: 'x' }, T0),
+    'by is required: the name of the user sending it',
+    '(invalid sender)',
+  ],
   [
     'pause twice',
     (r) => {
@@ -185,20 +190,30 @@ const refusals: Case[] = [
     'the promotion is no longer running',
     'bob',
   ],
-  ['pause without by', (r) => r.pause({ reason: 'x' }, T0), 'pause needs a "by" naming the user', 'unknown'],
+  [
+    'pause without by',
+    (r) => r.pause({ reason: 'x' }, T0),
+    'by is required: the name of the user sending it',
+    '(invalid sender)',
+  ],
   ['resume when not paused', (r) => r.resume({ by: 'alice' }, T0), 'the promotion is not paused', 'alice'],
-  ['resume without by', (r) => r.resume({}, T0), 'resume needs a "by" naming the user', 'unknown'],
+  [
+    'resume without by',
+    (r) => r.resume({}, T0),
+    'by is required: the name of the user sending it',
+    '(invalid sender)',
+  ],
 ];
 
 test.each(refusals)('refused: %s', (_name, act, message, by) => {
   const run = awaitingApproval();
   const result = act(run);
   expect(result).toEqual({ accepted: false, message });
-  const decision = last(run);
-  expect(decision.kind).toBe('refused');
-  expect(decision.by).toBe(by);
-  expect(decision.reason).toMatch(/^(approve|reject|abort|pause|resume) refused: /);
-  expect(decision.reason.endsWith(message)).toBe(true);
+  const refusal = run.s.refusals.find((r) => r.why === message)!;
+  expect(refusal).toMatchObject({ who: by, why: message, count: 1 });
+  expect(['approve', 'reject', 'abort', 'pause', 'resume']).toContain(refusal.what);
+  // Refusals go to the aggregated refusal log, never to the decision log.
+  expect(run.s.decisions.map((d) => d.reason).join('\n')).not.toContain(message);
 });
 
 test('every refusal is logged, and refusals change nothing else', () => {
@@ -207,13 +222,14 @@ test('every refusal is logged, and refusals change nothing else', () => {
   run.vote('approve', { by: 'dave' }, T0);
   run.vote('reject', { by: 'bob' }, T0);
   run.resume({ by: 'bob' }, T0);
-  expect(run.s.decisions.map((d) => d.kind)).toEqual([
-    'approval_requested',
-    'refused',
-    'refused',
-    'refused',
-    'refused',
+  expect(run.s.decisions.map((d) => d.kind)).toEqual(['approval_requested']);
+  expect(run.s.refusals.map((r) => [r.who, r.what, r.count])).toEqual([
+    ['mallory', 'approve', 1],
+    ['dave', 'approve', 1],
+    ['bob', 'reject', 1],
+    ['bob', 'resume', 1],
   ]);
+  expect(run.s.refusalsTotal).toBe(4);
   expect(run.s.pendingApproval!.received).toEqual([]);
   expect(run.s.stop).toBeNull();
   expect(run.s.paused).toBeNull();
@@ -355,7 +371,7 @@ test('pause then resume', () => {
 
 test('a system pause is by promote and needs no payload', () => {
   const run = newRun();
-  expect(run.pause(undefined, T0, true)).toEqual({ accepted: true, message: 'paused' });
+  expect(run.systemPause('paused', T0)).toEqual({ accepted: true, message: 'paused' });
   expect(run.s.paused).toEqual({ by: 'promote', reason: 'paused', at: '2025-01-15T12:00:00.000Z' });
 });
 
@@ -384,7 +400,7 @@ test('recordChecks logs only verdict changes and always keeps the latest round',
     reason: 'guardrail error_rate: Fail',
     evidence: ['guardrail error_rate is Fail'],
   });
-  expect(run.s.lastChecks).toBe(round);
+  expect(run.s.lastChecks).toEqual(round);
   expect(run.status().lastChecks).toEqual(round);
 });
 
@@ -397,21 +413,76 @@ test('recordChecks counts consecutive errors per subject and resets on any other
   expect(run.s.consecutiveErrors).toEqual({ a: 0, b: 2 });
 });
 
-test(`the decision log keeps the newest ${MAX_DECISIONS} and counts the dropped`, () => {
+test('repeating decision kinds keep their newest entries and count the dropped; the rest are never dropped', () => {
   const run = newRun();
-  for (let i = 0; i < MAX_DECISIONS + 5; i++) run.decide('check', 'promote', `#${i}`, T0 + i);
-  expect(run.s.decisions).toHaveLength(MAX_DECISIONS);
+  const cap = DECISION_CAPS.check!;
+  run.decide('traffic', 'promote', 'step 1', T0);
+  for (let i = 0; i < cap + 5; i++) run.decide('check', 'promote', `#${i}`, T0 + i);
+  run.decide('traffic', 'promote', 'step 2', T0);
+  const checks = run.s.decisions.filter((d) => d.kind === 'check');
+  expect(checks).toHaveLength(cap);
+  expect(checks[0]!.reason).toBe('#5');
   expect(run.s.decisionsDropped).toBe(5);
-  expect(run.s.decisions[0]!.reason).toBe('#5');
-  expect(last(run).reason).toBe(`#${MAX_DECISIONS + 4}`);
   expect(run.status().decisionsDropped).toBe(5);
+  expect(run.s.decisions.filter((d) => d.kind === 'traffic').map((d) => d.reason)).toEqual([
+    'step 1',
+    'step 2',
+  ]);
 });
 
-test('refusals count toward the cap like any decision', () => {
+test('decision text and evidence are bounded whatever a provider answers', () => {
   const run = newRun();
-  for (let i = 0; i < MAX_DECISIONS + 2; i++) run.resume({ by: 'alice' }, T0);
-  expect(run.s.decisions).toHaveLength(MAX_DECISIONS);
-  expect(run.s.decisionsDropped).toBe(2);
+  run.decide(
+    'gate',
+    'promote',
+    'x'.repeat(1_000_000),
+    T0,
+    Array.from({ length: 1000 }, () => 'e'.repeat(100_000)),
+  );
+  expect(JSON.stringify(last(run)).length).toBeLessThan(50_000);
+});
+
+test('10,000 hostile messages leave the state small and the audit trail intact', () => {
+  const run = awaitingApproval();
+  run.vote('approve', { by: 'alice', comment: 'ok' }, T0);
+  const huge = 'x'.repeat(700_000);
+  for (let i = 0; i < 10_000; i++) {
+    const t = T0 + i;
+    switch (i % 8) {
+      case 0:
+        run.vote('approve', { by: huge }, t);
+        break;
+      case 1:
+        run.vote('approve', { by: `mallory-${i}` }, t); // distinct valid names, each refused
+        break;
+      case 2:
+        run.abort({ by: `eve-${i}`, reason: huge }, t);
+        break;
+      case 3:
+        run.vote('reject', { by: 'bob', reason: 'y'.repeat(3000) }, t);
+        break;
+      case 4:
+        run.pause({ by: `p-${i}`, reason: 'z'.repeat(1999) }, t);
+        break;
+      case 5:
+        run.resume({ by: `r-${i}`, reason: 'z'.repeat(1999) }, t);
+        break;
+      case 6:
+        run.vote('approve', { by: 'a\nb' }, t);
+        break;
+      default:
+        run.vote('approve', [huge], t);
+    }
+  }
+  const bytes = JSON.stringify(run.s).length;
+  // Temporal refuses payloads over 2 MB; the carried state stays far below it.
+  expect(bytes).toBeLessThan(400_000);
+  expect(run.s.refusals.length).toBeLessThanOrEqual(MAX_REFUSALS);
+  expect(run.s.refusalsTotal).toBeGreaterThan(5000);
+  // The accepted vote and the stop-free state are still there.
+  expect(run.s.decisions.find((d) => d.kind === 'approved')).toMatchObject({ by: 'alice' });
+  expect(run.s.pendingApproval!.received.map((v) => v.by)).toEqual(['alice']);
+  expect(JSON.stringify(run.s)).not.toContain('x'.repeat(3000));
 });
 
 // ---- phase ----

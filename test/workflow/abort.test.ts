@@ -1,5 +1,5 @@
 import type { PlanInput } from '../../src/plan/schema';
-import type { Phase } from '../../src/workflows/types';
+import type { Phase, PromotionStatus } from '../../src/workflows/types';
 import {
   expectRestored,
   fastPlan,
@@ -30,9 +30,23 @@ const cases: {
   plan: Partial<PlanInput>;
   prepare?: () => void;
   pauseFirst?: boolean;
+  /** Abort once this holds too (the phase is entered before its first effect). */
+  ready?: (model: string, s: PromotionStatus) => boolean;
+  /** Wait this long after `ready`, ms (to land inside a slow step). */
+  settleMs?: number;
   undoTraffic: string[];
+  /** Compensations expected after the abort, when not the full saga. */
+  undo?: string[];
 }[] = [
-  { phase: 'staging', plan: {}, prepare: () => stack.plane.setDelay('deploy', 3000), undoTraffic: [] },
+  {
+    // Aborted while the deploy is in flight: the deploy finishes first, then it is undone.
+    phase: 'staging',
+    plan: {},
+    prepare: () => stack.plane.setDelay('deploy', 3000),
+    settleMs: 1000,
+    undoTraffic: [],
+    undo: ['deploy:v2', 'decommission:v2'],
+  },
   {
     phase: 'validating',
     plan: {},
@@ -42,9 +56,15 @@ const cases: {
   {
     phase: 'shadow',
     plan: { shadow: { duration: '60s', maxDisagreement: 0.5 } },
+    ready: (model) => Boolean(stack.plane.routeNow(model)?.shadow),
     undoTraffic: ['setShadow:'],
   },
-  { phase: 'canary', plan: { canary: longCanary }, undoTraffic: ['setWeights:{"v1":100}'] },
+  {
+    phase: 'canary',
+    plan: { canary: longCanary },
+    ready: (_model, s) => s.trafficPercent === 10,
+    undoTraffic: ['setWeights:{"v1":100}'],
+  },
   {
     phase: 'awaiting_approval',
     plan: { canary: { steps: [{ traffic: 10 }, { traffic: 100, approval: { approvers: ['bob'] } }] } },
@@ -63,7 +83,7 @@ const cases: {
 
 test.each(cases)(
   'abort during $phase rolls back in order: traffic, registry, policy, serving',
-  async ({ phase, plan, prepare, pauseFirst, undoTraffic }) => {
+  async ({ phase, plan, prepare, pauseFirst, ready, settleMs, undoTraffic, undo: undoExpected }) => {
     const model = uniqueModel(`abort-${phase}`);
     seedModel(stack.plane, model);
     prepare?.();
@@ -78,7 +98,12 @@ test.each(cases)(
       await waitForStatus(stack.promotions, id, (s) => s.phase === 'canary' && s.trafficPercent === 10);
       await stack.promotions.control(id, 'pause', 'oncall', 'looking at dashboards');
     }
-    const during = await waitForStatus(stack.promotions, id, (s) => s.phase === phase);
+    const during = await waitForStatus(
+      stack.promotions,
+      id,
+      (s) => s.phase === phase && (ready?.(model, s) ?? true),
+    );
+    if (settleMs) await new Promise((r) => setTimeout(r, settleMs));
     const atAbort = lastSeq(stack.plane);
     await expect(stack.promotions.control(id, 'abort', 'oncall', `abort in ${phase}`)).resolves.toMatchObject(
       { accepted: true },
@@ -91,20 +116,23 @@ test.each(cases)(
     expectRestored(stack.plane, model);
 
     // Compensations after the abort, in the saga's fixed order (an in-flight step may finish first).
-    const undo = opsAfter(stack.plane, model, atAbort).filter(
-      (op) => !op.startsWith('deploy') && !op.startsWith('setTags'),
-    );
-    const expected = [...undoTraffic, 'setAlias:challenger', 'setPolicy:v2', 'decommission:v2'];
-    expect(undo.slice(-expected.length)).toEqual(expected);
-    const rollbackLog = result.status.decisions
-      .filter((d) => d.kind === 'rollback')
-      .map((d) => d.reason.split(':')[0]);
-    expect(rollbackLog).toEqual([
-      ...(undoTraffic.length > 0 ? ['traffic'] : []),
-      'registry',
-      'policy',
-      'serving',
-    ]);
+    const after = opsAfter(stack.plane, model, atAbort).filter((op) => !op.startsWith('setTags'));
+    if (undoExpected) {
+      expect(after).toEqual(undoExpected);
+    } else {
+      const undo = after.filter((op) => !op.startsWith('deploy'));
+      const expected = [...undoTraffic, 'setAlias:challenger', 'setPolicy:v2', 'decommission:v2'];
+      expect(undo.slice(-expected.length)).toEqual(expected);
+      const rollbackLog = result.status.decisions
+        .filter((d) => d.kind === 'rollback')
+        .map((d) => d.reason.split(':')[0]);
+      expect(rollbackLog).toEqual([
+        ...(undoTraffic.length > 0 ? ['traffic'] : []),
+        'registry',
+        'policy',
+        'serving',
+      ]);
+    }
     expect(opsAfter(stack.plane, model, before)[0]).toMatch(/^(deploy|setAlias)/);
   },
 );
