@@ -56,7 +56,8 @@ export type ResumeInput = z.input<typeof resumeInputSchema>;
 
 export type MessageKind = 'approve' | 'reject' | 'abort' | 'pause' | 'resume';
 
-const SCHEMAS = {
+/** The message schemas by kind: the specification `parseMessage` implements. */
+export const MESSAGE_SCHEMAS = {
   approve: approveInputSchema,
   reject: rejectInputSchema,
   abort: abortInputSchema,
@@ -70,28 +71,68 @@ export interface ParsedMessage {
   note: string | undefined;
 }
 
+type Parsed = { ok: true; value: ParsedMessage } | { ok: false; who: string; why: string };
+
+/** The note field of each message and whether it is required. */
+const NOTE: Record<MessageKind, { field: 'comment' | 'reason'; required: boolean }> = {
+  approve: { field: 'comment', required: false },
+  reject: { field: 'reason', required: true },
+  abort: { field: 'reason', required: true },
+  pause: { field: 'reason', required: false },
+  resume: { field: 'reason', required: false },
+};
+
+/** A checked string field: the trimmed value, or why it is refused. */
+function checkText(
+  value: unknown,
+  field: string,
+  opts: { hint?: string; max: number; pattern: RegExp; required: boolean },
+): { value: string | undefined } | { why: string } {
+  const hint = opts.hint ? `: ${opts.hint}` : '';
+  if (value === undefined)
+    return opts.required ? { why: `${field} is required${hint}` } : { value: undefined };
+  if (typeof value !== 'string') return { why: `${field} must be a string${hint}` };
+  const text = value.trim();
+  if (opts.required && text.length < 1) return { why: `${field} is required${hint}` };
+  if (text.length > opts.max) return { why: `${field} is at most ${opts.max} characters` };
+  if (!opts.pattern.test(text))
+    return {
+      why: field === 'by' ? 'by must be printable characters on one line' : `${field} must be printable text`,
+    };
+  return { value: text === '' ? undefined : text };
+}
+
 /**
- * Parses a payload. The answer never repeats the input: a refusal names the field and the rule,
- * and `who` is the sender's name only when that name itself is valid.
+ * Parses a payload by the schemas above. The answer never repeats the input: a refusal names the
+ * field and the rule, and `who` is the sender's name only when that name itself is valid.
+ *
+ * Hand-written rather than `schema.safeParse`, and kept equal to the schemas by a property test
+ * (test/unit/messages.test.ts): zod builds an Error object for every refused payload, and a flood
+ * of thousands of refused signals in one workflow activation, each allocating an Error, crashes the
+ * Temporal TypeScript worker thread ("async hook stack has become corrupted"). No Error is created
+ * on this path.
  */
-export function parseMessage(
-  kind: MessageKind,
-  payload: unknown,
-): { ok: true; value: ParsedMessage } | { ok: false; who: string; why: string } {
-  const result = SCHEMAS[kind].safeParse(payload ?? {});
-  if (result.success) {
-    const v = result.data as { by: string; comment?: string; reason?: string };
-    return { ok: true, value: { by: v.by, note: v.comment ?? v.reason } };
-  }
-  const whoResult = by.safeParse(
-    payload && typeof payload === 'object' ? (payload as { by?: unknown }).by : undefined,
-  );
-  const first = result.error.issues[0];
-  const why =
-    first?.code === 'invalid_type' && first.path.length === 0
-      ? `${kind} needs an object like {"by": "<user>"}`
-      : (first?.message ?? `${kind}: invalid payload`);
-  return { ok: false, who: whoResult.success ? whoResult.data : '(invalid sender)', why };
+export function parseMessage(kind: MessageKind, payload: unknown): Parsed {
+  const input = payload ?? {};
+  if (typeof input !== 'object' || Array.isArray(input))
+    return { ok: false, who: '(invalid sender)', why: `${kind} needs an object like {"by": "<user>"}` };
+  const o = input as Record<string, unknown>;
+  const get = (key: string) => (Object.hasOwn(o, key) ? o[key] : undefined);
+  const by = checkText(get('by'), 'by', {
+    hint: 'the name of the user sending it',
+    max: MESSAGE_LIMITS.by,
+    pattern: PRINTABLE_LINE,
+    required: true,
+  });
+  if ('why' in by) return { ok: false, who: '(invalid sender)', why: by.why };
+  const note = NOTE[kind];
+  const text = checkText(get(note.field), note.field, {
+    max: MESSAGE_LIMITS.text,
+    pattern: PRINTABLE_TEXT,
+    required: note.required,
+  });
+  if ('why' in text) return { ok: false, who: by.value!, why: text.why };
+  return { ok: true, value: { by: by.value!, note: text.value } };
 }
 
 /** The answer to a message: accepted or refused with the reason. */

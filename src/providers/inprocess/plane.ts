@@ -55,6 +55,16 @@ export interface VersionRecord extends ModelVersion {
   behaviour: Behaviour;
 }
 
+/** Provider calls a test can make fail (see `setOutage`). */
+export type OutageCall =
+  | 'setAlias'
+  | 'deploy'
+  | 'decommission'
+  | 'setWeights'
+  | 'setShadow'
+  | 'setPolicy'
+  | 'lease';
+
 export interface Operation {
   seq: number;
   at: string;
@@ -106,6 +116,7 @@ export class InProcessPlane implements Registry, Serving, TrafficRouter, PolicyS
   readonly operations: Operation[] = [];
   /** Added latency per provider call, ms (slow deployments and evaluations, for demos and tests). */
   private readonly delays: Partial<Record<'deploy' | 'measureGate', number>> = {};
+  private readonly outages = new Map<OutageCall, string>();
 
   /** `stateDir` null keeps everything in memory; otherwise state survives a worker restart. */
   constructor(readonly stateDir: string | null) {
@@ -154,6 +165,20 @@ export class InProcessPlane implements Registry, Serving, TrafficRouter, PolicyS
     this.delays[call] = ms;
   }
 
+  /**
+   * Makes calls fail as an outage would (a plain, retryable error) until cleared with null: for
+   * tests of compensations that keep failing and of forward steps riding out an outage.
+   */
+  setOutage(call: OutageCall, message: string | null): void {
+    if (message === null) this.outages.delete(call);
+    else this.outages.set(call, message);
+  }
+
+  private outage(call: OutageCall): void {
+    const message = this.outages.get(call);
+    if (message !== undefined) throw new Error(`${call}: ${message}`);
+  }
+
   private async delay(call: 'deploy' | 'measureGate'): Promise<void> {
     const ms = this.delays[call] ?? 0;
     if (ms > 0) await new Promise((resolve) => setTimeout(resolve, ms));
@@ -185,6 +210,7 @@ export class InProcessPlane implements Registry, Serving, TrafficRouter, PolicyS
   }
 
   setAlias(model: string, alias: string, version: string | null): Promise<void> {
+    this.outage('setAlias');
     const record = this.modelRecord(model, true);
     if (version !== null) this.versionRecord(model, version);
     const before = record.aliases[alias] ?? null;
@@ -205,6 +231,7 @@ export class InProcessPlane implements Registry, Serving, TrafficRouter, PolicyS
   // ---- Serving ----
 
   async deploy(model: string, version: string): Promise<Deployment> {
+    this.outage('deploy');
     this.versionRecord(model, version);
     const existing = this.state.deployments[model]?.[version];
     if (existing) return { ...existing };
@@ -235,6 +262,7 @@ export class InProcessPlane implements Registry, Serving, TrafficRouter, PolicyS
   }
 
   decommission(model: string, version: string): Promise<void> {
+    this.outage('decommission');
     if (!this.state.deployments[model]?.[version]) return Promise.resolve();
     delete this.state.deployments[model][version];
     this.record('decommission', model, version, {});
@@ -268,6 +296,7 @@ export class InProcessPlane implements Registry, Serving, TrafficRouter, PolicyS
     stickyKey: string,
     lease?: string,
   ): Promise<Route> {
+    this.outage('setWeights');
     const clean = Object.fromEntries(Object.entries(weights).filter(([, w]) => w > 0));
     const total = Object.values(clean).reduce((a, b) => a + b, 0);
     if (total !== 100) throw new InvalidInputError(`weights for ${model} sum to ${total}, not 100`);
@@ -291,6 +320,7 @@ export class InProcessPlane implements Registry, Serving, TrafficRouter, PolicyS
   }
 
   setShadow(model: string, shadow: Route['shadow'], lease?: string): Promise<Route> {
+    this.outage('setShadow');
     this.expireLease(model);
     const route = this.state.routes[model];
     if (!route) throw new InvalidInputError(`${model} has no route to mirror from`);
@@ -311,6 +341,7 @@ export class InProcessPlane implements Registry, Serving, TrafficRouter, PolicyS
   // ---- Lease ----
 
   acquireLease(model: string, request: LeaseRequest): Promise<Lease> {
+    this.outage('lease');
     this.expireLease(model);
     const lease = acquireLease(this.state.leases[model], request, Date.now());
     this.applyLease(model, lease);
@@ -318,6 +349,7 @@ export class InProcessPlane implements Registry, Serving, TrafficRouter, PolicyS
   }
 
   releaseLease(model: string, holder: string): Promise<Lease | null> {
+    this.outage('lease');
     this.expireLease(model);
     const lease = releaseLease(this.state.leases[model], holder, Date.now());
     this.applyLease(model, lease);
@@ -376,6 +408,7 @@ export class InProcessPlane implements Registry, Serving, TrafficRouter, PolicyS
   }
 
   set(model: string, version: string, thresholds: PolicyThresholds | null): Promise<void> {
+    this.outage('setPolicy');
     const before = this.state.policies[model]?.[version] ?? null;
     if (JSON.stringify(before) === JSON.stringify(thresholds)) return Promise.resolve();
     if (thresholds === null) delete this.state.policies[model]?.[version];
