@@ -82,6 +82,7 @@ async function main(): Promise<void> {
         PROMOTE_GATEWAY_PORT: String(gatewayPort),
         PROMOTE_GATEWAY_STATE_DIR: join(dir, 'gateway'),
         PROMOTE_GATEWAY_TOKEN: TOKEN,
+        PROMOTE_INGEST_TOKEN: `${TOKEN}-ingest`,
         LOG_LEVEL: 'warn',
       },
       stdio: ['ignore', 'ignore', 'inherit'],
