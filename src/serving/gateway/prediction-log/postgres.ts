@@ -34,6 +34,8 @@ import {
 /** Rows per insert statement (12 parameters each, well under PostgreSQL's 65535). */
 const BATCH_ROWS = 500;
 const MAX_SCHEMA_BACKOFF_MS = 5_000;
+/** How long a write or read waits for the schema before it fails as unavailable. */
+const READY_WAIT_MS = 5_000;
 
 /** A `:name` statement bound for pg. */
 function bind(sql: string, params: Record<string, unknown>): [string, unknown[]] {
@@ -120,8 +122,17 @@ export class PostgresPredictionLog implements PredictionLog {
     }
   }
 
-  private async insert(rows: Prediction[]): Promise<void> {
+  /** Waits a little for the schema (at start, or while PostgreSQL is coming back), then gives up. */
+  private async whenReady(): Promise<void> {
+    if (this.schemaReady) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.ready, new Promise((r) => (timer = setTimeout(r, READY_WAIT_MS)))]);
+    clearTimeout(timer);
     if (!this.schemaReady) throw new PredictionLogUnavailable(`PostgreSQL is not ready: ${this.lastError}`);
+  }
+
+  private async insert(rows: Prediction[]): Promise<void> {
+    await this.whenReady();
     const values: unknown[] = [];
     for (const p of rows) {
       const row = toRow(p);
@@ -131,7 +142,7 @@ export class PostgresPredictionLog implements PredictionLog {
   }
 
   private async run(sql: string, params: Record<string, unknown>, client?: PoolClient) {
-    if (!this.schemaReady) throw new PredictionLogUnavailable(`PostgreSQL is not ready: ${this.lastError}`);
+    await this.whenReady();
     const [text, values] = bind(sql, params);
     try {
       return await (client ?? this.pool).query(text, values);
