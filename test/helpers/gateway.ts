@@ -46,7 +46,10 @@ export interface TestGateway {
   stateDir: string;
   log: PredictionLog;
   admin(method: string, path: string, body?: unknown, token?: string): Promise<Response>;
-  invoke(entity: string, init?: { model?: string; body?: unknown; headers?: Record<string, string> }): Promise<Invocation>;
+  invoke(
+    entity: string,
+    init?: { model?: string; body?: unknown; headers?: Record<string, string> },
+  ): Promise<Invocation>;
   labels(labels: unknown, token?: string): Promise<Response>;
   /** Stops this gateway and starts another on the same state and log (a restart). */
   restart(opts?: Partial<GatewayOptions>): Promise<void>;
@@ -153,4 +156,9 @@ export function parseRaw(answer: string): { status: number; headers: string; bod
 }
 
 /** A lease request body for the fixture model. */
-export const leaseFor = (holder: string, ttlMs = 60_000) => ({ holder, champion: 'v1', candidate: 'v2', ttlMs });
+export const leaseFor = (holder: string, ttlMs = 60_000) => ({
+  holder,
+  champion: 'v1',
+  candidate: 'v2',
+  ttlMs,
+});

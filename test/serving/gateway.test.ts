@@ -1,11 +1,4 @@
-import {
-  MODEL,
-  leaseFor,
-  startGateway,
-  upstream,
-  type TestGateway,
-  type Upstream,
-} from '../helpers/gateway';
+import { MODEL, leaseFor, startGateway, upstream, type TestGateway, type Upstream } from '../helpers/gateway';
 
 const HOLDER = 'promotion-fraud/run-1';
 
@@ -48,10 +41,15 @@ test('the admin API needs the bearer token and explains bad routes', async () =>
   v2.close();
   const down = await g.admin('PUT', `routes/${MODEL}`, { weights: { v2: 100 } });
   expect(down.status).toBe(503);
-  expect(((await down.json()) as { error: string }).error).toMatch(/^fraud\/v2 has no healthy model server at http/);
+  expect(((await down.json()) as { error: string }).error).toMatch(
+    /^fraud\/v2 has no healthy model server at http/,
+  );
   expect((await g.invoke('e1')).version).toBe('v1');
   const unknownModel = await fetch(`${g.url}/models/nope/invocations`, { method: 'POST', body: '{}' });
-  expect([unknownModel.status, await unknownModel.json()]).toEqual([404, { error: 'unknown model nope: no route' }]);
+  expect([unknownModel.status, await unknownModel.json()]).toEqual([
+    404,
+    { error: 'unknown model nope: no route' },
+  ]);
 });
 
 test('assignment is sticky by entity, and a weight increase only moves entities onto the candidate', async () => {
@@ -77,7 +75,9 @@ test('mirroring never holds up the primary response, and a full mirror queue dro
   const metrics = await (await fetch(`${g.url}/metrics`)).text();
   expect(metrics).toContain('promote_gateway_shadow_dropped_total{model="fraud",version="v2"} 11');
   expect(metrics).toContain('promote_gateway_shadow_queue_depth 5');
-  expect(metrics).toContain('promote_gateway_requests_total{model="fraud",version="v1",role="primary",code="200"} 20');
+  expect(metrics).toContain(
+    'promote_gateway_requests_total{model="fraud",version="v1",role="primary",code="200"} 20',
+  );
   v2.hold = false;
   v2.server.closeAllConnections();
 });
@@ -147,7 +147,9 @@ test('labels join by the gateway request id or entity; they need the ingest toke
     { entityKey: 'e2', label: 0 },
   ]);
   expect([good.status, await good.json()]).toEqual([200, { labelled: 2 }]);
-  expect((await g.log.labelled(MODEL, 'v1', 0, Date.now() + 1000)).map((r) => r.label).sort()).toEqual([0, 1]);
+  expect((await g.log.labelled(MODEL, 'v1', 0, Date.now() + 1000)).map((r) => r.label).sort()).toEqual([
+    0, 1,
+  ]);
   const notJson = await fetch(`${g.url}/models/${MODEL}/labels`, {
     method: 'POST',
     headers: { authorization: 'Bearer test-ingest-token' },
@@ -221,7 +223,9 @@ test('read endpoints: aggregated measurements with raw counts, shadow pairs, lab
   expect(await get(`labelled/${MODEL}/v1?from=${from}&to=${Date.now() + 1}`)).toEqual([
     { version: 'v1', score: 0.2, label: 1 },
   ]);
-  expect(await get(`measure/${MODEL}/v1?from=abc`)).toEqual({ error: 'from and to must be epoch milliseconds' });
+  expect(await get(`measure/${MODEL}/v1?from=abc`)).toEqual({
+    error: 'from and to must be epoch milliseconds',
+  });
   expect(await get(`pairs/${MODEL}?champion=v1&candidate=v2&limit=0`)).toEqual({
     error: 'limit must be a whole number 1..50000',
   });
@@ -232,7 +236,9 @@ test('the sticky key can come from a field of the request body', async () => {
   const call = (customer: number) =>
     fetch(`${g.url}/models/${MODEL}/invocations`, {
       method: 'POST',
-      body: JSON.stringify({ dataframe_split: { columns: ['customer_id', 'amount'], data: [[customer, 10]] } }),
+      body: JSON.stringify({
+        dataframe_split: { columns: ['customer_id', 'amount'], data: [[customer, 10]] },
+      }),
     }).then((r) => r.headers.get('x-promote-version'));
   const first = await Promise.all(Array.from({ length: 40 }, (_, i) => call(i)));
   const again = await Promise.all(Array.from({ length: 40 }, (_, i) => call(i)));

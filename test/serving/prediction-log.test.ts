@@ -80,7 +80,11 @@ describe.each(backends)('the %s prediction log', (_name, open) => {
     for (const ms of [3, 40, 250]) expected[at(ms)]++;
     expect(counts.latency.counts).toEqual(expected);
     expect(await log.counts(model, 'v2', 0, 5000, 'shadow')).toMatchObject({ requests: 1, errors: 0 });
-    expect(await log.counts(model, 'v9', 0, 5000)).toMatchObject({ requests: 0, errors: 0, latency: { maxMs: null } });
+    expect(await log.counts(model, 'v9', 0, 5000)).toMatchObject({
+      requests: 0,
+      errors: 0,
+      latency: { maxMs: null },
+    });
   });
 
   test('labels: a bad batch changes nothing; a good one joins by request and by entity', async () => {
@@ -89,7 +93,9 @@ describe.each(backends)('the %s prediction log', (_name, open) => {
         { requestId: 'a', label: 1 },
         { requestId: 'zzz', label: 0 },
       ]),
-    ).rejects.toThrow(`labels[1]: requestId zzz matches no logged prediction of ${model}; the batch was not applied`);
+    ).rejects.toThrow(
+      `labels[1]: requestId zzz matches no logged prediction of ${model}; the batch was not applied`,
+    );
     await expect(log.ingestLabels(model, [{ requestId: 'a', label: 1 }, { label: 1 }])).rejects.toThrow(
       'labels[1]: needs exactly one of requestId or entityKey',
     );
@@ -97,9 +103,9 @@ describe.each(backends)('the %s prediction log', (_name, open) => {
     await expect(log.ingestLabels(model, [{ requestId: 'x'.repeat(201), label: 1 }])).rejects.toThrow(
       'labels[0].requestId: expected a string of 1..200 characters',
     );
-    await expect(log.ingestLabels(model, new Array(10_001).fill({ requestId: 'a', label: 1 }))).rejects.toThrow(
-      'labels: 10001 items, at most 10000 per batch',
-    );
+    await expect(
+      log.ingestLabels(model, new Array(10_001).fill({ requestId: 'a', label: 1 })),
+    ).rejects.toThrow('labels: 10001 items, at most 10000 per batch');
     expect(await log.labelled(model, 'v1', 0, Date.now() + 1000)).toEqual([]);
     expect(
       await log.ingestLabels(model, [
@@ -120,8 +126,12 @@ describe.each(backends)('the %s prediction log', (_name, open) => {
     const pruning = open({ retentionMs: 86_400_000, pruneBatch: 7, pruneEveryMs: 0 });
     const m = unique();
     try {
-      const old = Array.from({ length: 30 }, (_, i) => row({ model: m, requestId: `old-${i}`, atMs: now - 2 * 86_400_000 + i }));
-      const fresh = Array.from({ length: 5 }, (_, i) => row({ model: m, requestId: `new-${i}`, atMs: now - 1000 + i }));
+      const old = Array.from({ length: 30 }, (_, i) =>
+        row({ model: m, requestId: `old-${i}`, atMs: now - 2 * 86_400_000 + i }),
+      );
+      const fresh = Array.from({ length: 5 }, (_, i) =>
+        row({ model: m, requestId: `new-${i}`, atMs: now - 1000 + i }),
+      );
       pruning.record([...old, ...fresh]);
       await pruning.flush();
       const before = pruning.stats().pruned;
@@ -139,7 +149,10 @@ describe.each(backends)('the %s prediction log', (_name, open) => {
     const m = unique();
     const pruning = open({ retentionMs: 60_000, pruneEveryMs: 100 });
     try {
-      pruning.record([row({ model: m, requestId: 'ancient', atMs: 5 }), row({ model: m, requestId: 'now', atMs: Date.now() })]);
+      pruning.record([
+        row({ model: m, requestId: 'ancient', atMs: 5 }),
+        row({ model: m, requestId: 'now', atMs: Date.now() }),
+      ]);
       await pruning.flush();
       for (let i = 0; i < 50 && (await pruning.counts(m, 'v1', 0, Date.now())).requests > 1; i++)
         await new Promise((r) => setTimeout(r, 100));
@@ -179,7 +192,9 @@ test('an SQLite log written before latency buckets and client ids is brought up 
     const counts = await log.counts('m', 'v1', 0, 5000);
     expect(counts.requests).toBe(1);
     expect(counts.latency.counts[LATENCY_BOUNDS_MS.indexOf(50)]).toBe(1);
-    expect(await log.window('m', 'v1', 0, 5000)).toEqual([expect.objectContaining({ requestId: 'old', clientRequestId: null })]);
+    expect(await log.window('m', 'v1', 0, 5000)).toEqual([
+      expect.objectContaining({ requestId: 'old', clientRequestId: null }),
+    ]);
   } finally {
     await log.close();
   }
