@@ -141,7 +141,11 @@ export function rawRequest(url: string, bytes: string | Buffer, waitMs = 3000): 
 }
 
 /** Status code and JSON body of a raw HTTP/1.1 answer. */
-export function parseRaw(answer: string): { status: number; headers: string; body: unknown } {
+export function parseRaw(text: string): { status: number; headers: string; body: unknown } {
+  // Interim answers (100 Continue) come before the real one.
+  let answer = text;
+  while (/^HTTP\/1\.1 1\d\d /.test(answer) && answer.includes('\r\n\r\n'))
+    answer = answer.slice(answer.indexOf('\r\n\r\n') + 4);
   const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1] ?? 0);
   const split = answer.indexOf('\r\n\r\n');
   const headers = split < 0 ? answer : answer.slice(0, split);

@@ -154,6 +154,11 @@ export class Gateway {
       this.instruments.rejected.inc({ code: err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408' : '400' });
       answerClientError(err, socket as import('node:net').Socket);
     });
+    // Node answers an Expect other than 100-continue with a bare 417; keep every answer JSON.
+    server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+      this.instruments.rejected.inc({ code: '417' });
+      sendJson(res, 417, { error: `expectation ${quote(String(req.headers.expect))} is not supported` });
+    });
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
