@@ -166,3 +166,8 @@ export const leaseFor = (holder: string, ttlMs = 60_000) => ({
   candidate: 'v2',
   ttlMs,
 });
+
+/** A JSON answer, typed loosely enough for assertions on its fields. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- assertions read fields of any shape
+export type Doc = Record<string, any>;
+export const doc = async (r: Response | Promise<Response>): Promise<Doc> => (await (await r).json()) as Doc;

@@ -13,6 +13,7 @@ import {
   upstream,
   type TestGateway,
   type Upstream,
+  doc,
 } from '../helpers/gateway';
 import { tokenMatches } from '../../src/serving/gateway/http';
 
@@ -79,7 +80,7 @@ describe('the issue reproductions', () => {
     const split = await g.admin('PUT', `routes/${MODEL}`, { weights: { v1: 50, v2: 50 }, lease: 'p/1' });
     expect(split.status).toBe(200);
     const back = await g.admin('PUT', `routes/${MODEL}`, { weights: { v1: 100 }, lease: 'p/1' });
-    expect([back.status, (await back.json()).weights]).toEqual([200, { v1: 100 }]);
+    expect([back.status, (await doc(back)).weights]).toEqual([200, { v1: 100 }]);
     await stillServing();
   });
 });
@@ -133,8 +134,13 @@ describe('names from input', () => {
     const seen = new Set<string>();
     for (let i = 0; i < 30; i++) seen.add((await g.invoke(`e${i}`)).version!);
     expect(seen).toEqual(new Set(['constructor', 'toString']));
-    const state = await (await g.admin('GET', 'state')).json();
-    expect(state.backends[MODEL]).toEqual({ v1: v1.url, v2: v2.url, constructor: v1.url, toString: v2.url });
+    const state = await doc(g.admin('GET', 'state'));
+    expect(state.backends?.[MODEL]).toEqual({
+      v1: v1.url,
+      v2: v2.url,
+      constructor: v1.url,
+      toString: v2.url,
+    });
   });
 
   test('__proto__ as a version (weights, shadow, backends, lease) is refused', async () => {
@@ -144,7 +150,7 @@ describe('names from input', () => {
       body: '{"weights":{"__proto__":100}}',
     });
     expect(weights.status).toBe(400);
-    expect((await weights.json()).error).toMatch(/"__proto__" is not a version name/);
+    expect((await doc(weights)).error).toMatch(/"__proto__" is not a version name/);
     const shadow = await g.admin('PUT', `routes/${MODEL}`, {
       weights: { v1: 100 },
       shadow: { version: '__proto__' },
@@ -287,7 +293,7 @@ describe('bodies', () => {
         },
       }),
       duplex: 'half',
-    } as RequestInit).catch((err: Error) => err);
+    }).catch((err: Error) => err);
     // The gateway answers 413 and closes; a client still sending may see the close instead.
     if (streamed instanceof Response) expect(streamed.status).toBe(413);
     await stillServing();

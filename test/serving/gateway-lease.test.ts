@@ -7,7 +7,9 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import { ConflictError, LeaseEndedError } from '../../src/common/errors';
 import { GatewayClient } from '../../src/providers/local/gateway-client';
+import type { Lease } from '../../src/serving/lease';
 import {
+  doc,
   ADMIN_TOKEN,
   MODEL,
   leaseFor,
@@ -82,7 +84,7 @@ test('a split or a mirror needs an active lease naming its holder', async () => 
     expect.objectContaining({ holder: 'p/1', champion: 'v1', candidate: 'v2', state: 'active', ttlMs: TTL }),
   ]);
   expect(await json(g.admin('GET', `leases/${MODEL}`))).toEqual([200, lease]);
-  expect((await (await g.admin('GET', 'state')).json()).leases[MODEL]).toEqual(lease);
+  expect((await doc(g.admin('GET', 'state'))).leases[MODEL]).toEqual(lease);
   // Only the holder, and only with the lease's versions.
   expect(
     (await json(g.admin('PUT', `routes/${MODEL}`, { weights: { v1: 90, v2: 10 }, lease: 'p/9' })))[1],
@@ -110,17 +112,14 @@ test('an expired lease sends all traffic back to the champion, counts, logs, and
     lease: 'p/1',
   });
   expect(await onCandidate()).toBeGreaterThan(5);
-  await until(
-    async () => (await g.admin('GET', `leases/${MODEL}`).then((r) => r.json())).state === 'expired',
-    5000,
-  );
+  await until(async () => (await doc(g.admin('GET', `leases/${MODEL}`))).state === 'expired', 5000);
   expect(await (await g.admin('GET', `routes/${MODEL}`)).json()).toEqual({
     weights: { v1: 100 },
     shadow: null,
     stickyKey: 'header:x-entity-id',
   });
   expect(await onCandidate()).toBe(0);
-  const state = await (await g.admin('GET', 'state')).json();
+  const state = await doc(g.admin('GET', 'state'));
   expect(state.leases[MODEL]).toMatchObject({
     state: 'expired',
     reason: expect.stringMatching(/^not renewed within 2s/),
@@ -142,10 +141,7 @@ test('the old holder can never route to the candidate again; another holder can 
   const client = new GatewayClient(g.url, ADMIN_TOKEN);
   await g.admin('PUT', `leases/${MODEL}`, leaseFor('p/1', TTL));
   await g.admin('PUT', `routes/${MODEL}`, { weights: { v1: 80, v2: 20 }, lease: 'p/1' });
-  await until(
-    async () => (await g.admin('GET', `leases/${MODEL}`).then((r) => r.json())).state === 'expired',
-    5000,
-  );
+  await until(async () => (await doc(g.admin('GET', `leases/${MODEL}`))).state === 'expired', 5000);
   const renew = await json(g.admin('PUT', `leases/${MODEL}`, leaseFor('p/1', TTL)));
   expect([renew[0], renew[1].code]).toEqual([409, 'lease_ended']);
   expect(renew[1].error).toMatch(
@@ -179,7 +175,7 @@ test('renewals keep the lease; an operator sending all traffic to the champion r
     await sleep(500);
     expect((await g.admin('PUT', `leases/${MODEL}`, leaseFor('p/1', TTL))).status).toBe(200);
   }
-  expect((await (await g.admin('GET', `leases/${MODEL}`)).json()).state).toBe('active');
+  expect((await doc(g.admin('GET', `leases/${MODEL}`))).state).toBe('active');
   expect(await onCandidate()).toBeGreaterThan(5);
   // Someone else can only send everything back to the champion, which revokes the lease.
   expect((await json(g.admin('PUT', `routes/${MODEL}`, { weights: { v2: 100 } })))[1]).toMatchObject({
@@ -216,17 +212,14 @@ test('lease and route survive a restart, with a fresh time to live from the rest
   await sleep(TTL + 500); // down for longer than the lease's time to live
   const restartedAt = Date.now();
   await g.restart({ leaseCheckEveryMs: 100 });
-  const lease = await (await g.admin('GET', `leases/${MODEL}`)).json();
+  const lease = (await doc(g.admin('GET', `leases/${MODEL}`))) as unknown as Lease;
   expect(lease).toMatchObject({ state: 'active', holder: 'p/1' });
   expect(lease.expiresAtMs).toBeGreaterThanOrEqual(restartedAt + TTL);
   expect(await onCandidate()).toBeGreaterThan(5);
   // Renewable after the restart...
   expect((await g.admin('PUT', `leases/${MODEL}`, leaseFor('p/1', TTL))).status).toBe(200);
   // ...and, left alone, it expires and the champion gets everything.
-  await until(
-    async () => (await g.admin('GET', `leases/${MODEL}`).then((r) => r.json())).state === 'expired',
-    5000,
-  );
+  await until(async () => (await doc(g.admin('GET', `leases/${MODEL}`))).state === 'expired', 5000);
   expect(await onCandidate()).toBe(0);
   await g.restart();
   expect(await (await g.admin('GET', `leases/${MODEL}`)).json()).toMatchObject({ state: 'expired' });

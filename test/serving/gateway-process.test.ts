@@ -30,7 +30,11 @@ function gatewayEnv(dir: string, port: number, extra: Record<string, string> = {
 
 /** Runs main.ts expecting it to refuse to start; resolves with its exit code and stderr. */
 function refusal(env: Record<string, string>): { code: number | null; stderr: string } {
-  const result = spawnSync(process.execPath, ['--import', 'tsx', MAIN], { env, encoding: 'utf8', timeout: 30_000 });
+  const result = spawnSync(process.execPath, ['--import', 'tsx', MAIN], {
+    env,
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
   return { code: result.status, stderr: result.stderr };
 }
 
@@ -112,7 +116,9 @@ describe('the gateway process', () => {
       }).then((r) => r.status);
     expect(await labels('ingest-from-env')).toBe(400); // authorised; the batch is empty
     expect(await labels('admin-from-file')).toBe(401);
-    const state = await fetch(`${base}/admin/state`, { headers: { authorization: 'Bearer admin-from-file' } });
+    const state = await fetch(`${base}/admin/state`, {
+      headers: { authorization: 'Bearer admin-from-file' },
+    });
     expect(state.status).toBe(200);
   });
 });
@@ -121,9 +127,15 @@ describe('refusing to start', () => {
   const dir = mkdtempSync(join(tmpdir(), 'promote-gwp-'));
 
   test.each([
-    [{}, 'PROMOTE_GATEWAY_TOKEN or PROMOTE_GATEWAY_TOKEN_FILE is required (the bearer token of the admin API)'],
+    [
+      {},
+      'PROMOTE_GATEWAY_TOKEN or PROMOTE_GATEWAY_TOKEN_FILE is required (the bearer token of the admin API)',
+    ],
     [{ PROMOTE_GATEWAY_TOKEN: 'a' }, 'PROMOTE_INGEST_TOKEN or PROMOTE_INGEST_TOKEN_FILE is required'],
-    [{ PROMOTE_GATEWAY_TOKEN: 'a', PROMOTE_INGEST_TOKEN: 'a' }, 'PROMOTE_INGEST_TOKEN must differ from PROMOTE_GATEWAY_TOKEN'],
+    [
+      { PROMOTE_GATEWAY_TOKEN: 'a', PROMOTE_INGEST_TOKEN: 'a' },
+      'PROMOTE_INGEST_TOKEN must differ from PROMOTE_GATEWAY_TOKEN',
+    ],
     [
       { PROMOTE_GATEWAY_TOKEN_FILE: '/nonexistent/token', PROMOTE_INGEST_TOKEN: 'b' },
       'PROMOTE_GATEWAY_TOKEN_FILE: cannot read /nonexistent/token',
@@ -133,22 +145,30 @@ describe('refusing to start', () => {
       'PROMOTE_PREDICTION_RETENTION: "forever" is not a duration',
     ],
   ])('with %j it exits 1 and says why', (extra, message) => {
-    const { code, stderr } = refusal(gatewayEnv(dir, 0, extra as Record<string, string>));
+    const { code, stderr } = refusal(gatewayEnv(dir, 0, extra));
     expect(code).toBe(1);
     expect(stderr).toContain(`promote-gateway: ${message}`);
   });
 
   test('an empty token file is refused, a set token file is read once and trimmed', () => {
     writeFileSync(join(dir, 'empty'), ' \n');
-    expect(() => readConfig({ PROMOTE_GATEWAY_TOKEN_FILE: join(dir, 'empty'), PROMOTE_INGEST_TOKEN: 'b' })).toThrow(
-      `PROMOTE_GATEWAY_TOKEN_FILE: ${join(dir, 'empty')} is empty`,
-    );
+    expect(() =>
+      readConfig({ PROMOTE_GATEWAY_TOKEN_FILE: join(dir, 'empty'), PROMOTE_INGEST_TOKEN: 'b' }),
+    ).toThrow(`PROMOTE_GATEWAY_TOKEN_FILE: ${join(dir, 'empty')} is empty`);
     writeFileSync(join(dir, 'ingest'), 'ingest-secret\n');
     const config = readConfig({ PROMOTE_GATEWAY_TOKEN: 'a', PROMOTE_INGEST_TOKEN_FILE: join(dir, 'ingest') });
-    expect(config).toMatchObject({ adminToken: 'a', ingestToken: 'ingest-secret', retentionMs: 30 * 86_400_000 });
-    expect(readConfig({ PROMOTE_GATEWAY_TOKEN: 'a', PROMOTE_INGEST_TOKEN: 'b', PROMOTE_PREDICTION_RETENTION: '12h' }).retentionMs).toBe(
-      12 * 3_600_000,
-    );
+    expect(config).toMatchObject({
+      adminToken: 'a',
+      ingestToken: 'ingest-secret',
+      retentionMs: 30 * 86_400_000,
+    });
+    expect(
+      readConfig({
+        PROMOTE_GATEWAY_TOKEN: 'a',
+        PROMOTE_INGEST_TOKEN: 'b',
+        PROMOTE_PREDICTION_RETENTION: '12h',
+      }).retentionMs,
+    ).toBe(12 * 3_600_000);
   });
 });
 
@@ -162,7 +182,13 @@ test('the last-resort handlers log and count, and leave the process running', ()
   proc.emit('unhandledRejection', new Error('late'));
   expect(counted).toEqual(['exception', 'rejection']);
   expect(lines.map((l) => JSON.parse(l) as { msg: string; err: { message: string } })).toEqual([
-    expect.objectContaining({ msg: expect.stringMatching(/^uncaught exception/), err: expect.objectContaining({ message: 'boom' }) }),
-    expect.objectContaining({ msg: expect.stringMatching(/^unhandled promise rejection/), err: expect.objectContaining({ message: 'late' }) }),
+    expect.objectContaining({
+      msg: expect.stringMatching(/^uncaught exception/),
+      err: expect.objectContaining({ message: 'boom' }),
+    }),
+    expect.objectContaining({
+      msg: expect.stringMatching(/^unhandled promise rejection/),
+      err: expect.objectContaining({ message: 'late' }),
+    }),
   ]);
 });

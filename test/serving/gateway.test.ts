@@ -1,3 +1,4 @@
+import type { WindowMeasurement } from '../../src/serving/gateway/prediction-log';
 import { MODEL, leaseFor, startGateway, upstream, type TestGateway, type Upstream } from '../helpers/gateway';
 
 const HOLDER = 'promotion-fraud/run-1';
@@ -192,7 +193,9 @@ test('read endpoints: aggregated measurements with raw counts, shadow pairs, lab
   await new Promise((r) => setTimeout(r, 100)); // mirrored calls finish
   const to = Date.now() + 1;
   const get = async (path: string) => (await g.admin('GET', path)).json();
-  const errorRate = await get(`measure/${MODEL}/v1?metric=error_rate&from=${from}&to=${to}`);
+  const errorRate = (await get(
+    `measure/${MODEL}/v1?metric=error_rate&from=${from}&to=${to}`,
+  )) as WindowMeasurement;
   expect(errorRate).toMatchObject({
     metric: 'error_rate',
     version: 'v1',
@@ -205,11 +208,13 @@ test('read endpoints: aggregated measurements with raw counts, shadow pairs, lab
     fromMs: from,
     toMs: to,
   });
-  expect(errorRate.latency.counts.reduce((a: number, b: number) => a + b, 0)).toBe(5);
+  expect(errorRate.latency.counts.reduce((a, b) => a + b, 0)).toBe(5);
   expect(errorRate.latency.counts).toHaveLength(errorRate.latency.boundsMs.length + 1);
-  const p99 = await get(`measure/${MODEL}/v1?metric=latency_p99_ms&from=${from}&to=${to}`);
+  const p99 = (await get(
+    `measure/${MODEL}/v1?metric=latency_p99_ms&from=${from}&to=${to}`,
+  )) as WindowMeasurement;
   expect(p99).toMatchObject({ samples: 5, phase: 'Ok', value: expect.any(Number) });
-  expect(p99.value).toBeLessThanOrEqual(p99.latency.maxMs);
+  expect(p99.value).toBeLessThanOrEqual(p99.latency.maxMs!);
   expect(await get(`measure/${MODEL}/v1?metric=cpu&from=${from}&to=${to}`)).toMatchObject({
     phase: 'Error',
     error: 'the gateway does not measure cpu',

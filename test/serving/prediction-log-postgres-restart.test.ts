@@ -15,7 +15,9 @@ const errors: string[] = [];
 
 beforeAll(async () => {
   postgres = await startPostgres();
-  log = new PostgresPredictionLog(postgres.url, { onError: (err, what) => errors.push(`${what}: ${String(err)}`) });
+  log = new PostgresPredictionLog(postgres.url, {
+    onError: (err, what) => errors.push(`${what}: ${String(err)}`),
+  });
   v1 = await upstream(0.3);
   g = await startGateway({ log });
   await g.admin('PUT', `backends/${MODEL}/v1`, { url: v1.url });
@@ -51,7 +53,8 @@ test('requests keep flowing through a PostgreSQL restart, and their rows arrive 
 
   // The gateway answered every request, whatever PostgreSQL was doing.
   expect(sent.filter((s) => s.status !== 200)).toEqual([]);
-  for (const p of ['before', 'during', 'after'] as const) expect(sent.filter((s) => s.phase === p).length).toBeGreaterThan(10);
+  for (const p of ['before', 'during', 'after'] as const)
+    expect(sent.filter((s) => s.phase === p).length).toBeGreaterThan(10);
   // The restart was felt (writes failed and were retried), and nothing was dropped.
   expect(errors.length).toBeGreaterThan(0);
   for (let i = 0; i < 100; i++) {

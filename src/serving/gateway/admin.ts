@@ -8,6 +8,7 @@ import { InvalidInputError, NotFoundError } from '../../common/errors';
 import type { Logger } from '../../common/logger';
 import {
   HttpError,
+  RawJson,
   bearerToken,
   checkName,
   field,
@@ -166,9 +167,10 @@ export class AdminApi {
       if (resource === 'pairs') {
         const champion = checkName(q.get('champion') ?? '', 'version');
         const candidate = checkName(q.get('candidate') ?? '', 'version');
-        return await log.pairs(model, champion, candidate, fromMs, toMs, limit);
+        return new RawJson(await log.pairsJson(model, champion, candidate, fromMs, toMs, limit));
       }
-      if (resource === 'labelled') return await log.labelled(model, version, fromMs, toMs, limit);
+      if (resource === 'labelled')
+        return new RawJson(await log.labelledJson(model, version, fromMs, toMs, limit));
       const metric = q.get('metric') ?? 'error_rate';
       if (metric.length > 100) throw new InvalidInputError('metric: at most 100 characters');
       return measureCounts(await log.counts(model, version, fromMs, toMs), metric, version, fromMs, toMs);
@@ -196,7 +198,7 @@ export class AdminApi {
       throw new InvalidInputError(
         `lease: expected the holder's id (a string of at most ${MAX_HOLDER} characters)`,
       );
-    const claim = claimIn as string | undefined;
+    const claim = claimIn;
     const shape = { weights, shadow };
     leases.check(model, shape, claim);
     for (const v of [...Object.keys(weights), ...(shadow ? [shadow.version] : [])]) {

@@ -132,6 +132,11 @@ export function field(o: Record<string, unknown>, name: string): unknown {
   return Object.hasOwn(o, name) ? o[name] : undefined;
 }
 
+/** A JSON answer already serialised (off the event loop): sent as is. */
+export class RawJson {
+  constructor(readonly bytes: Buffer) {}
+}
+
 export function sendJson(
   res: ServerResponse,
   status: number,
@@ -139,13 +144,14 @@ export function sendJson(
   headers: Readonly<Record<string, string>> = {},
 ): void {
   if (res.headersSent || res.destroyed) return;
-  const text = typeof body === 'string' ? body : JSON.stringify(body);
+  const payload =
+    body instanceof RawJson ? body.bytes : typeof body === 'string' ? body : JSON.stringify(body);
   res.writeHead(status, {
     ...headers,
     'content-type': 'application/json',
-    'content-length': String(Buffer.byteLength(text)),
+    'content-length': String(Buffer.byteLength(payload)),
   });
-  res.end(text);
+  res.end(payload);
 }
 
 export function sendText(res: ServerResponse, status: number, text: string, contentType: string): void {

@@ -8,6 +8,7 @@ import { InvalidInputError } from '../../../common/errors';
 import { WriteBuffer } from './buffer';
 import {
   SQL,
+  asJsonArray,
   forPostgres,
   foldCounts,
   fromRow,
@@ -248,6 +249,37 @@ export class PostgresPredictionLog implements PredictionLog {
     await this.flush();
     const params = { model, version, from_ms: fromMs, to_ms: toMs, limit: readLimit(limit) };
     return (await this.run(SQL.labelled, params)).rows as LabelledRow[];
+  }
+
+  async pairsJson(
+    model: string,
+    champion: string,
+    candidate: string,
+    fromMs: number,
+    toMs: number,
+    limit?: number,
+  ): Promise<Buffer> {
+    await this.flush();
+    const params = { model, champion, candidate, from_ms: fromMs, to_ms: toMs, limit: readLimit(limit) };
+    return this.json(SQL.pairs, params);
+  }
+
+  async labelledJson(
+    model: string,
+    version: string,
+    fromMs: number,
+    toMs: number,
+    limit?: number,
+  ): Promise<Buffer> {
+    await this.flush();
+    const params = { model, version, from_ms: fromMs, to_ms: toMs, limit: readLimit(limit) };
+    return this.json(SQL.labelled, params);
+  }
+
+  private async json(sql: string, params: Record<string, unknown>): Promise<Buffer> {
+    const { rows } = await this.run(asJsonArray(sql), params);
+    const json = (rows[0] as { json?: unknown } | undefined)?.json;
+    return Buffer.from(typeof json === 'string' ? json : '[]', 'utf8');
   }
 
   prune(nowMs?: number): Promise<number> {

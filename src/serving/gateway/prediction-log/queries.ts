@@ -95,6 +95,14 @@ export const SQL = {
 
 export type Query = keyof typeof SQL;
 
+/**
+ * PostgreSQL: a row query's answer as one JSON text value (`json`), built by the server, so the
+ * gateway's event loop never parses or serialises the rows one by one.
+ */
+export function asJsonArray(sql: string): string {
+  return `select cast(coalesce(json_agg(t), cast('[]' as json)) as text) as json from (${sql}) t`;
+}
+
 /** A statement with `:name` parameters as PostgreSQL wants it: `$n` placeholders and their order. */
 export function forPostgres(sql: string): { text: string; names: string[] } {
   const names: string[] = [];
@@ -137,14 +145,15 @@ export function toRow(p: Prediction): Row {
 
 /** A row read back (PostgreSQL gives bigints as strings). */
 export function fromRow(r: Row): Prediction {
-  const text = (v: unknown) => (v === null || v === undefined ? null : String(v));
+  const text = (v: unknown) =>
+    typeof v === 'string' ? v : typeof v === 'number' || typeof v === 'bigint' ? String(v) : null;
   const num = (v: unknown) => (v === null || v === undefined ? null : Number(v));
   return {
-    requestId: String(r.request_id),
+    requestId: text(r.request_id) ?? '',
     clientRequestId: text(r.client_request_id),
     entityKey: text(r.entity_key),
-    model: String(r.model),
-    version: String(r.version),
+    model: text(r.model) ?? '',
+    version: text(r.version) ?? '',
     role: r.role === 'shadow' ? 'shadow' : 'primary',
     score: num(r.score),
     decision: text(r.decision),

@@ -64,6 +64,20 @@ const ingest = db.transaction((model: string, batch: LabelInput[], nowMs: number
 });
 
 type Op = (...args: never[]) => unknown;
+
+const pairs = (
+  model: string,
+  champion: string,
+  candidate: string,
+  from_ms: number,
+  to_ms: number,
+  limit: number,
+) => stmt(SQL.pairs).all({ model, champion, candidate, from_ms, to_ms, limit });
+const labelled = (model: string, version: string, from_ms: number, to_ms: number, limit: number) =>
+  stmt(SQL.labelled).all({ model, version, from_ms, to_ms, limit });
+
+/** JSON as bytes in an ArrayBuffer of their own (transferable without a copy). */
+const jsonBytes = (value: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(value));
 const ops: Record<string, Op> = {
   ping: () => true,
   insert: (rows: Prediction[]) => insertBatch(rows),
@@ -72,16 +86,11 @@ const ops: Record<string, Op> = {
     foldCounts(stmt(SQL.counts).all({ model, version, role, from_ms, to_ms }) as never[]),
   window: (model: string, version: string, from_ms: number, to_ms: number, role: string, limit: number) =>
     (stmt(SQL.window).all({ model, version, role, from_ms, to_ms, limit }) as Row[]).map(fromRow),
-  pairs: (
-    model: string,
-    champion: string,
-    candidate: string,
-    from_ms: number,
-    to_ms: number,
-    limit: number,
-  ) => stmt(SQL.pairs).all({ model, champion, candidate, from_ms, to_ms, limit }),
-  labelled: (model: string, version: string, from_ms: number, to_ms: number, limit: number) =>
-    stmt(SQL.labelled).all({ model, version, from_ms, to_ms, limit }),
+  pairs,
+  labelled,
+  // The answer's JSON is made here, off the gateway's event loop, and its bytes are transferred.
+  pairsJson: (...args: Parameters<typeof pairs>) => jsonBytes(pairs(...args)),
+  labelledJson: (...args: Parameters<typeof labelled>) => jsonBytes(labelled(...args)),
   prune: (before_ms: number, batch: number) => stmt(SQL.prune).run({ before_ms, batch }).changes,
   close: () => db.close(),
 };
@@ -90,7 +99,9 @@ parentPort!.on('message', ({ id, op, args }: { id: number; op: string; args: nev
   try {
     const fn = Object.hasOwn(ops, op) ? ops[op] : undefined;
     if (!fn) throw new Error(`unknown operation ${op}`);
-    parentPort!.postMessage({ id, ok: true, result: fn(...args) });
+    const result = fn(...args);
+    const transfer = result instanceof Uint8Array ? [result.buffer as ArrayBuffer] : [];
+    parentPort!.postMessage({ id, ok: true, result }, transfer);
   } catch (err) {
     const type = err instanceof InvalidInputError ? 'InvalidInput' : 'Error';
     parentPort!.postMessage({ id, ok: false, error: { type, message: (err as Error).message } });

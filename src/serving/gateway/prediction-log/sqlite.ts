@@ -19,6 +19,9 @@ import {
 } from './types';
 import { WorkerClient } from './worker-client';
 
+/** A Buffer over transferred bytes (no copy). */
+const bytes = (u: Uint8Array) => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+
 export class SqlitePredictionLog implements PredictionLog {
   private readonly writer: WorkerClient;
   private readonly reader: WorkerClient;
@@ -100,6 +103,31 @@ export class SqlitePredictionLog implements PredictionLog {
   ): Promise<LabelledRow[]> {
     await this.beforeRead();
     return this.reader.call('labelled', model, version, fromMs, toMs, readLimit(limit));
+  }
+
+  async pairsJson(
+    model: string,
+    champion: string,
+    candidate: string,
+    fromMs: number,
+    toMs: number,
+    limit?: number,
+  ): Promise<Buffer> {
+    await this.beforeRead();
+    const args = [model, champion, candidate, fromMs, toMs, readLimit(limit)];
+    return bytes(await this.reader.call<Uint8Array>('pairsJson', ...args));
+  }
+
+  async labelledJson(
+    model: string,
+    version: string,
+    fromMs: number,
+    toMs: number,
+    limit?: number,
+  ): Promise<Buffer> {
+    await this.beforeRead();
+    const args = [model, version, fromMs, toMs, readLimit(limit)];
+    return bytes(await this.reader.call<Uint8Array>('labelledJson', ...args));
   }
 
   prune(nowMs?: number): Promise<number> {

@@ -144,6 +144,21 @@ export interface PredictionLog {
     toMs: number,
     limit?: number,
   ): Promise<LabelledRow[]>;
+  /**
+   * `pairs` as the bytes of a JSON array, made off the event loop (in the database or a worker
+   * thread): tens of thousands of rows would take the event loop tens of milliseconds to copy,
+   * parse or serialise, and the admin API only forwards them.
+   */
+  pairsJson(
+    model: string,
+    champion: string,
+    candidate: string,
+    fromMs: number,
+    toMs: number,
+    limit?: number,
+  ): Promise<Buffer>;
+  /** `labelled` as the bytes of a JSON array, made off the event loop. */
+  labelledJson(model: string, version: string, fromMs: number, toMs: number, limit?: number): Promise<Buffer>;
   /** Deletes rows older than the retention (in batches); resolves with the rows deleted. */
   prune(nowMs?: number): Promise<number>;
   stats(): PredictionLogStats;
