@@ -69,6 +69,12 @@ describe.each(backends)('the %s prediction log', (_name, open) => {
     });
     expect(await log.pairs(model, 'v1', 'v2', 0, 5000)).toEqual([{ champion: 0.9, candidate: 0.7 }]);
     expect(await log.pairs(model, 'v1', 'v2', 0, 5000, 1)).toHaveLength(1);
+    // The same rows as JSON bytes, made off the event loop.
+    const json = async (b: Promise<Buffer>) => JSON.parse((await b).toString('utf8')) as unknown;
+    expect(await json(log.pairsJson(model, 'v1', 'v2', 0, 5000))).toEqual([
+      { champion: 0.9, candidate: 0.7 },
+    ]);
+    expect(await json(log.pairsJson(model, 'v1', 'v9', 0, 5000))).toEqual([]);
   });
 
   test('counts: requests, errors and latency buckets aggregated by the database', async () => {
@@ -119,6 +125,11 @@ describe.each(backends)('the %s prediction log', (_name, open) => {
       [0.9, 1],
     ]);
     expect(await log.labelled(model, 'v1', 0, Date.now() + 1000, 1)).toHaveLength(1);
+    const json = JSON.parse(
+      (await log.labelledJson(model, 'v1', 0, Date.now() + 1000)).toString('utf8'),
+    ) as unknown;
+    expect(json).toEqual(expect.arrayContaining(labelled));
+    expect(json).toHaveLength(2);
   });
 
   test('retention: rows older than it are pruned in small batches; newer rows stay', async () => {
