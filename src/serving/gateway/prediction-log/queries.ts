@@ -53,7 +53,11 @@ export function schema(d: Dialect): { create: string[]; addColumns: [string, str
       `drop index if exists predictions_window`,
       `create index if not exists predictions_entity on predictions (model, entity_key)`,
       `create index if not exists predictions_age on predictions (at_ms)`,
-      `create index if not exists predictions_labelled on predictions (model, version, at_ms) where label is not null`,
+      // Labels join by request id: without this index the planner walks every row of the model.
+      `create index if not exists predictions_request on predictions (model, request_id)`,
+      // Labelled reads touch only labelled rows (covering, so the table is not visited).
+      `drop index if exists predictions_labelled`,
+      `create index if not exists predictions_labelled_rows on predictions (model, version, role, at_ms, label_at_ms, score, label) where label is not null`,
     ],
   };
 }

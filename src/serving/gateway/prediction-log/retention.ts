@@ -17,7 +17,7 @@ export class Retention {
   ) {
     this.retentionMs = opts.retentionMs ?? DEFAULT_RETENTION_MS;
     if (!(this.retentionMs > 0)) throw new RangeError('prediction log retention must be a positive duration');
-    this.batch = opts.pruneBatch ?? 5000;
+    this.batch = opts.pruneBatch ?? 1000;
     const every = opts.pruneEveryMs ?? 60_000;
     this.timer =
       every > 0

@@ -3,8 +3,9 @@
  * one statement at a time, answers posted back. The writer thread takes batches (one transaction
  * each), labels and pruning; the reader thread only selects, so a long read never delays writes.
  */
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { mkdirSync, readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
+import { basename, dirname } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { InvalidInputError } from '../../../common/errors';
@@ -29,6 +30,21 @@ function open(): Database.Database {
   return db;
 }
 
+/**
+ * This thread yields the CPU to the event loop that serves inference: on a busy machine a long
+ * read would otherwise delay it by taking its core. Linux niceness is per thread (by thread id);
+ * elsewhere, or when not allowed, the thread keeps the normal priority.
+ */
+function yieldToInference(): void {
+  try {
+    const tid = Number(basename(readlinkSync('/proc/thread-self')));
+    if (Number.isInteger(tid) && tid > 0) setPriority(tid, 10);
+  } catch {
+    // not Linux, or not permitted: normal priority
+  }
+}
+
+yieldToInference();
 const db = open();
 const statements = new Map<string, Database.Statement>();
 const stmt = (sql: string) => {

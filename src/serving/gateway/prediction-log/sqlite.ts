@@ -49,8 +49,10 @@ export class SqlitePredictionLog implements PredictionLog {
     this.buffer.push(rows);
   }
 
-  flush(): Promise<void> {
-    return this.buffer.flush();
+  /** Resolves once the store is open and every row recorded so far is written. */
+  async flush(): Promise<void> {
+    await this.ready;
+    await this.buffer.flush();
   }
 
   async ingestLabels(model: string, labels: unknown): Promise<{ labelled: number }> {
@@ -155,8 +157,7 @@ export class SqlitePredictionLog implements PredictionLog {
   }
 
   /** Reads see every row recorded before they started. */
-  private async beforeRead(): Promise<void> {
-    await this.ready;
-    await this.flush();
+  private beforeRead(): Promise<void> {
+    return this.flush();
   }
 }

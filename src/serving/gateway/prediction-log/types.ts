@@ -85,7 +85,7 @@ export interface PredictionLogOptions {
   retentionMs?: number;
   /** How often old rows are pruned, ms (0 = never on its own). Default 60000. */
   pruneEveryMs?: number;
-  /** Rows deleted per pruning statement, so no statement runs long. Default 5000. */
+  /** Rows deleted per pruning statement, so no statement holds the writer for long. Default 1000. */
   pruneBatch?: number;
   /** Rows buffered at most (waiting or being written); beyond it rows are dropped and counted. Default 50000. */
   maxBuffered?: number;
