@@ -11,7 +11,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { Agent, createServer, request, type Server } from 'node:http';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import Database from 'better-sqlite3';
@@ -36,7 +36,7 @@ const round = (n: number) => Number(n.toFixed(2));
 
 type ToChild = { op: 'loop-start' } | { op: 'loop-stop' } | { op: 'prune' } | { op: 'stop' };
 type FromChild =
-  | { op: 'ready'; url: string; seeded: number; seedSeconds: number; fromMs: number; toMs: number }
+  | { op: 'ready'; url: string }
   | { op: 'loop'; p50: number; p99: number; max: number }
   | { op: 'pruned'; rows: number; ms: number };
 
@@ -96,15 +96,11 @@ function seed(file: string, requests: number, nowMs: number): number {
 }
 
 async function child(): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'promote-bench-reads-'));
+  const dir = process.env.BENCH_DIR!;
   const file = join(dir, 'predictions.db');
   // Retention of 6 days: the prune during the reads phase deletes the oldest day of the week.
   const log = new SqlitePredictionLog(file, { retentionMs: 6 * DAY, pruneEveryMs: 0 });
-  await log.flush(); // the schema exists
-  const nowMs = Date.now();
-  const t = performance.now();
-  const seeded = seed(file, ROWS, nowMs);
-  const seedSeconds = (performance.now() - t) / 1000;
+  await log.flush();
   const gateway = new Gateway({
     stateDir: dir,
     log,
@@ -133,7 +129,7 @@ async function child(): Promise<void> {
         .then(() => process.exit(0));
     }
   });
-  send({ op: 'ready', url, seeded, seedSeconds: round(seedSeconds), fromMs: nowMs - SPAN_MS, toMs: nowMs });
+  send({ op: 'ready', url });
 }
 
 // ---------------------------------------------------------------- the driver process
@@ -269,10 +265,26 @@ function readLoop(gatewayUrl: string, toMs: number) {
   };
 }
 
+/** Creates the log's schema and seeds it here, so the gateway process starts with a clean heap. */
+async function prepare(): Promise<{ dir: string; seeded: number; seedSeconds: number; nowMs: number }> {
+  const dir = mkdtempSync(join(tmpdir(), 'promote-bench-reads-'));
+  const file = join(dir, 'predictions.db');
+  const log = new SqlitePredictionLog(file, { pruneEveryMs: 0 });
+  await log.flush(); // the schema exists
+  await log.close();
+  const nowMs = Date.now();
+  const t = performance.now();
+  const seeded = seed(file, ROWS, nowMs);
+  return { dir, seeded, seedSeconds: round((performance.now() - t) / 1000), nowMs };
+}
+
 async function driver(): Promise<void> {
+  const loadBefore = loadavg()[0]!;
+  const prepared = await prepare();
   const v1 = await fixture(0.2);
   const v2 = await fixture(0.7);
   const gw = fork(__filename, ['--child', ...process.argv.slice(2)], {
+    env: { ...process.env, BENCH_DIR: prepared.dir },
     execArgv: ['--import', 'tsx', ...(process.env.BENCH_TRACE_GC ? ['--trace-gc'] : [])],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
@@ -293,7 +305,7 @@ async function driver(): Promise<void> {
 
     const phase = async (withReads: boolean) => {
       gw.send({ op: 'loop-start' } satisfies ToChild);
-      const reads = withReads ? readLoop(ready.url, ready.toMs) : null;
+      const reads = withReads ? readLoop(ready.url, prepared.nowMs) : null;
       const pruned = withReads ? next(gw, 'pruned') : null;
       if (withReads) gw.send({ op: 'prune' } satisfies ToChild);
       const inference = await openLoop(ready.url);
@@ -314,17 +326,22 @@ async function driver(): Promise<void> {
       `${JSON.stringify(
         {
           command: `npm run bench:reads -- --rows ${ROWS} --rate ${RATE} --seconds ${SECONDS}`,
-          machine: { cores: cpus().length, node: process.version },
+          machine: {
+            cores: cpus().length,
+            node: process.version,
+            // The machine is shared: its load says how much of the latency tail is other work.
+            load_average_1m: { before: round(loadBefore), after: round(loadavg()[0]!) },
+          },
           prediction_log: {
             backend: 'sqlite (worker threads)',
             requests_seeded: ROWS,
-            rows_seeded: ready.seeded,
+            rows_seeded: prepared.seeded,
             span: {
               days: SPAN_MS / DAY,
-              from: new Date(ready.fromMs).toISOString(),
-              to: new Date(ready.toMs).toISOString(),
+              from: new Date(prepared.nowMs - SPAN_MS).toISOString(),
+              to: new Date(prepared.nowMs).toISOString(),
             },
-            seed_seconds: ready.seedSeconds,
+            seed_seconds: prepared.seedSeconds,
           },
           load: { rate_per_s: RATE, seconds_per_phase: SECONDS, route: 'v1 95% / v2 5%, no shadow' },
           without_reads: {
