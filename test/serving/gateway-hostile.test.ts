@@ -353,6 +353,29 @@ describe('bodies', () => {
   });
 });
 
+describe('a stalled model server', () => {
+  test('upstream calls time out, and requests waiting on it are bounded', async () => {
+    await g.restart({ upstreamTimeoutMs: 1500, maxInFlight: 3 });
+    v1.hold = true;
+    const waiting = Array.from({ length: 3 }, (_, i) => g.invoke(`held-${i}`));
+    await new Promise((r) => setTimeout(r, 200));
+    const refused = await fetch(`${g.url}/models/${MODEL}/invocations`, { method: 'POST', body: '{}' });
+    expect([refused.status, refused.headers.get('retry-after'), await refused.json()]).toEqual([
+      503,
+      '1',
+      { error: 'the gateway has 3 requests waiting on model servers; try again' },
+    ]);
+    for (const answer of await Promise.all(waiting))
+      expect(answer).toMatchObject({
+        status: 504,
+        body: JSON.stringify({ error: 'fraud/v1 did not answer within 1500ms' }),
+      });
+    v1.hold = false;
+    v1.server.closeAllConnections();
+    await stillServing();
+  });
+});
+
 describe('secrets', () => {
   test('the admin API refuses missing, wrong and near-miss tokens, and the ingest token', async () => {
     for (const authorization of [

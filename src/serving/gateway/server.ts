@@ -62,6 +62,13 @@ export interface GatewayOptions {
   requestTimeoutMs?: number;
   /** How often leases are checked for expiry, ms. Default 1000. */
   leaseCheckEveryMs?: number;
+  /**
+   * Requests waiting on model servers at most; beyond it the gateway answers 503 at once instead of
+   * queueing bodies in memory behind a stalled server. Default 2048.
+   */
+  maxInFlight?: number;
+  /** Client connections at most. Default 8192. */
+  maxConnections?: number;
 }
 
 const DEFAULT_THRESHOLDS: Thresholds = { review: 0.5, block: 0.9 };
@@ -80,6 +87,7 @@ export class Gateway {
   private readonly admin: AdminApi;
   private readonly maxBody: number;
   private server: Server | null = null;
+  private inFlight = 0;
 
   constructor(private readonly opts: GatewayOptions) {
     if (!opts.adminToken || !opts.ingestToken)
@@ -150,6 +158,7 @@ export class Gateway {
       },
     );
     server.keepAliveTimeout = 65_000;
+    server.maxConnections = this.opts.maxConnections ?? 8192;
     server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
       this.instruments.rejected.inc({ code: err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408' : '400' });
       answerClientError(err, socket as import('node:net').Socket);
@@ -241,7 +250,21 @@ export class Gateway {
     const entityKey = stickyKeyOf(route.stickyKey, req.headers, parsed, MAX_CLIENT_TEXT);
     const version = pickVersion(route.weights, `${model}:${entityKey ?? requestId}`);
     if (!version) throw new HttpError(503, `model ${model} has no version with traffic`);
-    const answer = await this.call(m, model, version, body, this.upstream);
+    if (this.inFlight >= (this.opts.maxInFlight ?? 2048))
+      throw new HttpError(
+        503,
+        `the gateway has ${this.inFlight} requests waiting on model servers; try again`,
+        {
+          'retry-after': '1',
+        },
+      );
+    this.inFlight++;
+    let answer: UpstreamAnswer;
+    try {
+      answer = await this.call(m, model, version, body, this.upstream);
+    } finally {
+      this.inFlight--;
+    }
     const latencyMs = performance.now() - started;
     sendJson(res, answer.status, answer.body, { 'x-promote-version': version, 'x-request-id': requestId });
     const ids = { requestId, clientRequestId, entityKey, model };
