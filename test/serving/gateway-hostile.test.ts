@@ -2,6 +2,8 @@
  * What an attacker would send to the gateway. Every answer must be a 4xx JSON error (or a normal
  * answer), the process keeps serving, and nothing the client names reaches Object.prototype.
  */
+import { connect } from 'node:net';
+import pino from 'pino';
 import {
   ADMIN_TOKEN,
   INGEST_TOKEN,
@@ -22,6 +24,14 @@ let v2: Upstream;
 let g: TestGateway;
 
 const host = () => new URL(g.url).host;
+const rejected = async (code: string) =>
+  Number(
+    new RegExp(`promote_gateway_rejected_requests_total\\{code="${code}"\\} (\\d+)`).exec(
+      await (await fetch(`${g.url}/metrics`)).text(),
+    )?.[1] ?? 0,
+  );
+let logged: { level: number }[] = [];
+const errorsLogged = () => Promise.resolve(logged.filter((l) => l.level >= 50).length);
 const raw = (text: string) => rawRequest(g.url, text).then(parseRaw);
 const post = (path: string, body: string, headers: Record<string, string> = {}) =>
   raw(
@@ -46,7 +56,12 @@ function prototypeUntouched(): void {
 beforeEach(async () => {
   v1 = await upstream(0.2);
   v2 = await upstream(0.95);
-  g = await startGateway({ requestTimeoutMs: 1500, headersTimeoutMs: 1000 });
+  logged = [];
+  const logger = pino(
+    { level: 'info' },
+    { write: (line: string) => logged.push(JSON.parse(line) as { level: number }) },
+  );
+  g = await startGateway({ requestTimeoutMs: 1500, headersTimeoutMs: 1000, logger });
   await g.admin('PUT', `backends/${MODEL}/v1`, { url: v1.url });
   await g.admin('PUT', `backends/${MODEL}/v2`, { url: v2.url });
   await g.admin('PUT', `routes/${MODEL}`, { weights: { v1: 100 } });
@@ -337,6 +352,27 @@ describe('bodies', () => {
       parseRaw,
     );
     expect(answer.status).toBe(408);
+  });
+
+  test('a client that hangs up mid-body is counted as refused, not logged as a gateway error', async () => {
+    const before = await rejected('400');
+    const { hostname, port } = new URL(g.url);
+    await new Promise<void>((resolve) => {
+      const socket = connect(Number(port), hostname, () => {
+        socket.write(
+          `POST /models/${MODEL}/invocations HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"a":`,
+        );
+        setTimeout(() => {
+          socket.destroy();
+          resolve();
+        }, 100);
+      });
+    });
+    for (let i = 0; i < 40 && (await rejected('400')) === before; i++)
+      await new Promise((r) => setTimeout(r, 25));
+    expect(await rejected('400')).toBe(before + 1);
+    expect(await errorsLogged()).toBe(0);
+    await stillServing();
   });
 
   test('label batches over the item or byte bound are refused', async () => {

@@ -100,12 +100,18 @@ export async function readBody(req: IncomingMessage, limit: number): Promise<Buf
     throw new HttpError(413, `the request body is over ${limit} bytes`, { connection: 'close' });
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of req) {
-    const buffer = chunk as Buffer;
-    size += buffer.length;
-    if (size > limit)
-      throw new HttpError(413, `the request body is over ${limit} bytes`, { connection: 'close' });
-    chunks.push(buffer);
+  try {
+    for await (const chunk of req) {
+      const buffer = chunk as Buffer;
+      size += buffer.length;
+      if (size > limit)
+        throw new HttpError(413, `the request body is over ${limit} bytes`, { connection: 'close' });
+      chunks.push(buffer);
+    }
+  } catch (err) {
+    if (err instanceof HttpError) throw err;
+    // The client went away mid-body: its problem, not the gateway's (and no error log per attempt).
+    throw new HttpError(400, `the request body was cut off (${(err as Error).message})`);
   }
   return Buffer.concat(chunks, size);
 }
@@ -199,12 +205,14 @@ export function checkName(value: string, what: 'model' | 'version'): string {
 
 /**
  * Answers a request Node's HTTP parser refused (bad request line, header, encoding; slow client),
- * with a JSON 4xx instead of a bare close, then closes the connection.
+ * with a JSON 4xx instead of a bare close, then closes the connection. Returns the status sent
+ * (null when the client was already gone).
  */
-export function answerClientError(err: NodeJS.ErrnoException, socket: Socket): void {
-  if (err.code === 'ECONNRESET' || !socket.writable) {
+export function answerClientError(err: NodeJS.ErrnoException, socket: Socket): number | null {
+  // The client hung up (mid-request, or reset): nobody to answer.
+  if (err.code === 'ECONNRESET' || err.code === 'HPE_INVALID_EOF_STATE' || !socket.writable) {
     socket.destroy();
-    return;
+    return null;
   }
   const status =
     err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
@@ -218,4 +226,5 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Socket): v
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
   );
+  return status;
 }

@@ -160,8 +160,8 @@ export class Gateway {
     server.keepAliveTimeout = 65_000;
     server.maxConnections = this.opts.maxConnections ?? 8192;
     server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-      this.instruments.rejected.inc({ code: err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408' : '400' });
-      answerClientError(err, socket as import('node:net').Socket);
+      const status = answerClientError(err, socket as import('node:net').Socket);
+      if (status !== null) this.instruments.rejected.inc({ code: String(status) });
     });
     // Node answers an Expect other than 100-continue with a bare 417; keep every answer JSON.
     server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
