@@ -1,4 +1,7 @@
-import type { WindowMeasurement } from '../../src/serving/gateway/prediction-log';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SqlitePredictionLog, type WindowMeasurement } from '../../src/serving/gateway/prediction-log';
 import { MODEL, leaseFor, startGateway, upstream, type TestGateway, type Upstream } from '../helpers/gateway';
 
 const HOLDER = 'promotion-fraud/run-1';
@@ -254,4 +257,23 @@ test('the sticky key can come from a field of the request body', async () => {
     body: JSON.stringify({ dataframe_records: [{ customer_id: 7, amount: 1 }] }),
   });
   expect(records.headers.get('x-promote-version')).toBe(first[7]);
+});
+
+test('predictions the log cannot take are dropped and counted in /metrics, never failing a request', async () => {
+  const small = new SqlitePredictionLog(join(mkdtempSync(join(tmpdir(), 'promote-gw-')), 'p.db'), {
+    maxBuffered: 3,
+    flushEveryMs: 60_000,
+  });
+  const other = await startGateway({ log: small });
+  try {
+    await other.admin('PUT', `backends/${MODEL}/v1`, { url: v1.url });
+    await other.admin('PUT', `routes/${MODEL}`, { weights: { v1: 100 } });
+    for (let i = 0; i < 10; i++) expect((await other.invoke(`e${i}`)).status).toBe(200);
+    const metrics = await (await fetch(`${other.url}/metrics`)).text();
+    expect(metrics).toContain('promote_gateway_prediction_log_dropped_total 7');
+    expect(metrics).toContain('promote_gateway_prediction_log_buffered 3');
+  } finally {
+    await other.close();
+    await small.close();
+  }
 });
