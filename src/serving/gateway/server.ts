@@ -176,6 +176,8 @@ export class Gateway {
         resolve();
       });
     });
+    // A listener error after start (e.g. out of file descriptors) is logged, never an uncaught throw.
+    server.on('error', (err) => this.opts.logger.error({ err }, 'gateway listener error'));
     this.leases.start(this.opts.leaseCheckEveryMs ?? 1000);
     const address = server.address();
     const actual = typeof address === 'object' && address ? address.port : port;
