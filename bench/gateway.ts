@@ -82,6 +82,7 @@ async function main(): Promise<void> {
         PROMOTE_GATEWAY_PORT: String(gatewayPort),
         PROMOTE_GATEWAY_STATE_DIR: join(dir, 'gateway'),
         PROMOTE_GATEWAY_TOKEN: TOKEN,
+        PROMOTE_INGEST_TOKEN: `${TOKEN}-ingest`,
         LOG_LEVEL: 'warn',
       },
       stdio: ['ignore', 'ignore', 'inherit'],
@@ -126,11 +127,20 @@ async function main(): Promise<void> {
       Array.from({ length: 50 }, (_, i) => post(`${supervisor.endpoint(champion)}/invocations`, i)),
     );
     const direct = summary(await openLoop((i) => post(`${supervisor.endpoint(champion)}/invocations`, i)));
-    await gateway.admin('PUT', `routes/${MODEL}`, { weights: { '1': 95, '2': 5 }, shadow: null });
+    // A split needs the traffic lease (docs/fail-safe.md); an hour outlasts the benchmark.
+    const lease = 'bench/gateway';
+    await gateway.admin('PUT', `leases/${MODEL}`, {
+      holder: lease,
+      champion: '1',
+      candidate: '2',
+      ttlMs: 3_600_000,
+    });
+    await gateway.admin('PUT', `routes/${MODEL}`, { weights: { '1': 95, '2': 5 }, shadow: null, lease });
     const canary = summary(await openLoop((i) => post(`${gatewayUrl}/models/${MODEL}/invocations`, i)));
     await gateway.admin('PUT', `routes/${MODEL}`, {
       weights: { '1': 95, '2': 5 },
       shadow: { version: '2', sampleRate: 1 },
+      lease,
     });
     const mirrored = summary(await openLoop((i) => post(`${gatewayUrl}/models/${MODEL}/invocations`, i)));
     const metrics = await (await fetch(`${gatewayUrl}/metrics`)).text();

@@ -211,6 +211,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
         holdout: plane.datasets.holdout(DEMO_MODEL),
         ratePerSec: 40,
         labelDelayMs: 2000,
+        ingestToken: local.ingestToken,
         logger,
       }).start());
       say(

@@ -14,6 +14,8 @@ export interface LocalStack {
   gateway: Gateway;
   gatewayUrl: string;
   gatewayToken: string;
+  /** Bearer token of the gateway's labels endpoint. */
+  ingestToken: string;
   plane: LocalPlane;
   stop(): Promise<void>;
 }
@@ -38,10 +40,12 @@ export async function startLocalStack(opts: {
   for (const line of trained.trim().split('\n')) if (line.startsWith(opts.model)) say(`  ${line}`);
   const log = new SqlitePredictionLog(join(dataDir, 'gateway', 'predictions.db'));
   const gatewayToken = process.env.PROMOTE_GATEWAY_TOKEN ?? 'promote-dev-token';
+  const ingestToken = process.env.PROMOTE_INGEST_TOKEN ?? 'promote-dev-ingest-token';
   const gateway = new Gateway({
     stateDir: join(dataDir, 'gateway'),
     log,
     adminToken: gatewayToken,
+    ingestToken,
     logger: opts.logger,
   });
   const { url: gatewayUrl } = await gateway.listen(opts.gatewayPort ?? 8780);
@@ -59,6 +63,7 @@ export async function startLocalStack(opts: {
     gateway: gateway,
     gatewayUrl,
     gatewayToken,
+    ingestToken,
     plane,
     stop: async () => {
       await plane.supervisor.stopAll();

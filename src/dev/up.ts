@@ -43,6 +43,7 @@ export async function startDevUp(opts: {
       holdout: plane.datasets.holdout(DEMO_MODEL),
       ratePerSec: opts.trafficRate,
       labelDelayMs: 2000,
+      ingestToken: local.ingestToken,
       logger,
     }).start();
     const l = local;

@@ -23,6 +23,7 @@ import { startMlflowFixture, type MlflowFixture } from '../helpers/mlflow';
 import { installQuietRuntime, testAddress } from '../helpers/stack';
 
 const TOKEN = 'e2e-token';
+const INGEST_TOKEN = 'ingest-token';
 const logger = pino({ level: 'silent' });
 let mlflow: MlflowFixture;
 let gateway: Gateway;
@@ -92,7 +93,13 @@ beforeAll(async () => {
   mlflow = await startMlflowFixture(`e2e-${process.pid}`);
   const dir = mkdtempSync(join(tmpdir(), 'promote-e2e-'));
   const log = new SqlitePredictionLog(join(dir, 'predictions.db'));
-  gateway = new Gateway({ stateDir: join(dir, 'gateway'), log, adminToken: TOKEN, logger });
+  gateway = new Gateway({
+    stateDir: join(dir, 'gateway'),
+    log,
+    adminToken: TOKEN,
+    ingestToken: INGEST_TOKEN,
+    logger,
+  });
   ({ url: gatewayUrl } = await gateway.listen(0));
   plane = localPlane({
     mlflowUrl: mlflow.server.url,
@@ -111,6 +118,7 @@ beforeAll(async () => {
     model: mlflow.model,
     holdout: plane.datasets.holdout(mlflow.model),
     ratePerSec: 40,
+    ingestToken: INGEST_TOKEN,
     logger,
   }).start();
 

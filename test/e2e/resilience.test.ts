@@ -23,6 +23,7 @@ import { testAddress, waitForStatus } from '../helpers/stack';
 
 const ROOT = join(__dirname, '../..');
 const TOKEN = 'resilience-token';
+const INGEST_TOKEN = 'ingest-token';
 const logger = pino({ level: 'silent' });
 const taskQueue = `resilience-${randomUUID()}`;
 let dir: string;
@@ -76,7 +77,13 @@ function cli(...args: string[]): { code: number; stdout: string; stderr: string 
 
 async function startGateway(): Promise<void> {
   log = new SqlitePredictionLog(join(dir, 'gateway', 'predictions.db'));
-  gateway = new Gateway({ stateDir: join(dir, 'gateway'), log, adminToken: TOKEN, logger });
+  gateway = new Gateway({
+    stateDir: join(dir, 'gateway'),
+    log,
+    adminToken: TOKEN,
+    ingestToken: INGEST_TOKEN,
+    logger,
+  });
   await gateway.listen(gatewayPort);
 }
 
@@ -107,6 +114,7 @@ beforeAll(async () => {
     model: mlflow.model,
     holdout: plane.datasets.holdout(mlflow.model),
     ratePerSec: 30,
+    ingestToken: INGEST_TOKEN,
     logger,
   }).start();
   worker = startWorker();

@@ -8,6 +8,8 @@ import { freePort } from './tools';
 export interface TestPostgres {
   url: string;
   stop(): void;
+  /** Stops the server (fast shutdown: connections are cut), waits `downMs`, starts it again. */
+  restart(downMs: number): Promise<void>;
 }
 
 function bin(name: string): string {
@@ -35,19 +37,27 @@ export async function startPostgres(): Promise<TestPostgres> {
   const port = await freePort();
   const data = join(dir, 'data');
   run([bin('initdb'), '-D', data, '-A', 'trust', '-U', 'promote', '--no-sync']);
-  run([
-    bin('pg_ctl'),
-    '-D',
-    data,
-    '-l',
-    join(dir, 'server.log'),
-    '-w',
-    '-o',
-    `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`,
-    'start',
-  ]);
+  const start = () =>
+    run([
+      bin('pg_ctl'),
+      '-D',
+      data,
+      '-l',
+      join(dir, 'server.log'),
+      '-w',
+      '-o',
+      `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`,
+      'start',
+    ]);
+  const stop = () => run([bin('pg_ctl'), '-D', data, '-m', 'fast', '-w', 'stop']);
+  start();
   return {
     url: `postgres://promote@127.0.0.1:${port}/postgres`,
-    stop: () => run([bin('pg_ctl'), '-D', data, '-m', 'fast', '-w', 'stop']),
+    stop,
+    restart: async (downMs) => {
+      stop();
+      await new Promise((r) => setTimeout(r, downMs));
+      start();
+    },
   };
 }

@@ -29,18 +29,32 @@ export function pickVersion(weights: Readonly<Record<string, number>>, key: stri
   return last;
 }
 
-/** Throws InvalidInputError unless the weights are whole percents summing to 100. */
-export function checkWeights(model: string, weights: Record<string, unknown>): Record<string, number> {
+const VERSION = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
+
+/**
+ * Throws InvalidInputError unless the weights are whole percents summing to 100 over valid version
+ * names. Returns the versions with traffic as a null-prototype record (safe to index by any name).
+ */
+export function checkWeights(model: string, weights: unknown): Record<string, number> {
+  if (!weights || typeof weights !== 'object' || Array.isArray(weights))
+    throw new InvalidInputError(`weights for ${model} must be an object {version: percent}`);
   const entries = Object.entries(weights);
   if (entries.length === 0) throw new InvalidInputError(`weights for ${model} are empty`);
+  if (entries.length > 100) throw new InvalidInputError(`weights for ${model}: at most 100 versions`);
   for (const [version, w] of entries) {
+    if (!VERSION.test(version))
+      throw new InvalidInputError(
+        `weights for ${model}: ${JSON.stringify(version.slice(0, 60))} is not a version name (letters, digits, '.', '_', '-', at most 100)`,
+      );
     if (typeof w !== 'number' || !Number.isInteger(w) || w < 0 || w > 100) {
       throw new InvalidInputError(
-        `weight of ${model}/${version} must be a whole percent 0..100, got ${JSON.stringify(w)}`,
+        `weight of ${model}/${version} must be a whole percent 0..100, got ${JSON.stringify(w) ?? 'nothing'}`,
       );
     }
   }
   const total = entries.reduce((sum, [, w]) => sum + (w as number), 0);
   if (total !== 100) throw new InvalidInputError(`weights for ${model} sum to ${total}, not 100`);
-  return Object.fromEntries(entries.filter(([, w]) => (w as number) > 0)) as Record<string, number>;
+  const out = Object.create(null) as Record<string, number>;
+  for (const [version, w] of entries) if ((w as number) > 0) out[version] = w as number;
+  return out;
 }

@@ -1,569 +1,357 @@
 /**
  * The gateway: one inference endpoint in front of the model servers. Weighted sticky routing,
  * sampled shadow mirroring that never waits on the primary path, per-version Prometheus metrics,
- * the prediction log, label ingestion, and an authenticated admin API whose state is persisted.
+ * the prediction log, label ingestion (ingest token), and the admin API (admin token) whose state
+ * is persisted. Every request is parsed inside error handling (http.ts): hostile input gets a 4xx
+ * JSON answer and the process keeps serving.
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { join } from 'node:path';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { quantile } from '../../analysis/stats';
-import type { Measurement } from '../../analysis/types';
-import { InvalidInputError, NotFoundError, PromoteError } from '../../common/errors';
+import type { Registry } from 'prom-client';
+import { NotFoundError } from '../../common/errors';
 import type { Logger } from '../../common/logger';
-import { JsonFile } from '../../providers/inprocess/store';
-import type { Prediction, PredictionLog } from './prediction-log';
-import { checkWeights, pickVersion } from './routing';
+import { AdminApi } from './admin';
+import {
+  HttpError,
+  answerClientError,
+  bearerToken,
+  checkName,
+  errorAnswer,
+  methodNotAllowed,
+  parseJson,
+  parseTarget,
+  quote,
+  readBody,
+  sendJson,
+  sendText,
+  tokenMatches,
+} from './http';
+import { Leases } from './leases';
+import { GatewayInstruments } from './metrics';
+import { Mirror } from './mirror';
+import { PredictionLogUnavailable, type Prediction, type PredictionLog } from './prediction-log';
+import { pickVersion } from './routing';
+import { StateStore, type GatewayState, type ModelState, type Thresholds } from './state';
+import { stickyKeyOf, noteFeatures } from './traffic-input';
+import { Upstream, type UpstreamAnswer } from './upstream';
 
-export interface GatewayRoute {
-  weights: Record<string, number>;
-  shadow: { version: string; sampleRate: number } | null;
-  /** `header:<name>` or `field:<name>`. */
-  stickyKey: string;
-}
-
-export interface Fault {
-  latencyMs: number;
-  errorRate: number;
-}
-
-export interface Thresholds {
-  review: number;
-  block: number;
-}
-
-export interface GatewayState {
-  routes: Record<string, GatewayRoute>;
-  /** Input columns the live traffic carries per model, with the JSON type of their values. */
-  features: Record<string, Record<string, string>>;
-  backends: Record<string, Record<string, string>>;
-  faults: Record<string, Record<string, Fault>>;
-  policies: Record<string, Record<string, Thresholds>>;
-}
+export type { Fault, GatewayRoute, GatewayState, Thresholds } from './state';
+export { stickyKeyOf } from './traffic-input';
 
 export interface GatewayOptions {
   stateDir: string;
   log: PredictionLog;
+  /** Bearer token of the admin API. */
   adminToken: string;
+  /** Bearer token of the labels endpoint (must differ from the admin token). */
+  ingestToken: string;
   logger: Logger;
   /** Mirrored requests waiting at most; beyond it they are dropped and counted. Default 1000. */
   mirrorQueue?: number;
+  /** Bytes of mirrored bodies waiting at most; beyond it they are dropped and counted. Default 32 MiB. */
+  mirrorQueueBytes?: number;
   /** Mirrored requests in flight at once. Default 4. */
   mirrorConcurrency?: number;
   /** Upstream timeout, ms. Default 10000. */
   upstreamTimeoutMs?: number;
+  /** Largest request body, bytes (invocations and label batches). Default 1 MiB. */
+  maxBodyBytes?: number;
+  /** Time a client has to send its headers, ms. Default 10000. */
+  headersTimeoutMs?: number;
+  /** Time a client has to send its whole request, ms. Default 30000. */
+  requestTimeoutMs?: number;
+  /** How often leases are checked for expiry, ms. Default 1000. */
+  leaseCheckEveryMs?: number;
+  /**
+   * Requests waiting on model servers at most; beyond it the gateway answers 503 at once instead of
+   * queueing bodies in memory behind a stalled server. Default 2048.
+   */
+  maxInFlight?: number;
+  /** Client connections at most. Default 8192. */
+  maxConnections?: number;
 }
 
 const DEFAULT_THRESHOLDS: Thresholds = { review: 0.5, block: 0.9 };
-const MAX_BODY = 1 << 20;
+/** A client's own request id or entity key is kept up to this many characters. */
+const MAX_CLIENT_TEXT = 200;
 
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-function statusOf(err: unknown): number {
-  if (err instanceof HttpError) return err.status;
-  if (err instanceof NotFoundError) return 404;
-  if (err instanceof InvalidInputError) return 400;
-  if (err instanceof PromoteError) return 409;
-  return 500;
-}
-
-async function readBody(req: IncomingMessage): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_BODY) throw new HttpError(413, `request body over ${MAX_BODY} bytes`);
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks);
-}
-
-function parseJson(body: Buffer, what: string): unknown {
-  try {
-    return JSON.parse(body.toString('utf8'));
-  } catch {
-    throw new InvalidInputError(`${what}: the body is not valid JSON`);
-  }
-}
-
-const url = (req: IncomingMessage) => new URL(req.url ?? '/', 'http://gateway').searchParams;
-
-/** A live metric over a window of primary predictions (what the guardrails measure). */
-export function measureWindow(
-  rows: Prediction[],
-  metric: string,
-  version: string,
-  fromMs: number,
-  toMs: number,
-): Measurement {
-  const base = { metric, version, samples: rows.length, phase: 'Ok' as const, fromMs, toMs };
-  if (rows.length === 0) return { ...base, value: null };
-  if (metric === 'error_rate') {
-    const errors = rows.filter((r) => r.status >= 400).length;
-    return { ...base, value: errors / rows.length, events: errors };
-  }
-  const match = /^latency_p(\d+)_ms$/.exec(metric);
-  if (!match)
-    return {
-      ...base,
-      value: null,
-      samples: 0,
-      phase: 'Error',
-      error: `the gateway does not measure ${metric}`,
-    };
-  return {
-    ...base,
-    value: quantile(
-      rows.map((r) => r.latencyMs),
-      Number(match[1]) / 100,
-    ),
-  };
-}
-
-function send(
-  res: ServerResponse,
-  status: number,
-  body: unknown,
-  headers: Record<string, string> = {},
-): void {
-  const text = typeof body === 'string' ? body : JSON.stringify(body);
-  res.writeHead(status, {
-    'content-type': typeof body === 'string' ? 'text/plain; version=0.0.4' : 'application/json',
-    ...headers,
-  });
-  res.end(text);
-}
-
-/** The sticky key of a request: a header, or a field of MLflow's dataframe_split / dataframe_records body. */
-export function stickyKeyOf(spec: string, headers: IncomingMessage['headers'], body: unknown): string | null {
-  const [kind, name] = [spec.slice(0, spec.indexOf(':')), spec.slice(spec.indexOf(':') + 1)];
-  if (kind === 'header') {
-    const value = headers[name.toLowerCase()];
-    return typeof value === 'string' && value !== '' ? value : null;
-  }
-  const scalar = (v: unknown): string | null =>
-    typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? String(v) : null;
-  const b = body as {
-    dataframe_split?: { columns?: string[]; data?: unknown[][] };
-    dataframe_records?: Record<string, unknown>[];
-  };
-  const split = b?.dataframe_split;
-  if (split?.columns && split.data?.[0]) {
-    const i = split.columns.indexOf(name);
-    if (i >= 0) return scalar(split.data[0][i]);
-  }
-  return scalar(b?.dataframe_records?.[0]?.[name]);
-}
+const clientText = (v: string | string[] | undefined): string | null =>
+  typeof v === 'string' && v !== '' ? v.slice(0, MAX_CLIENT_TEXT) : null;
 
 export class Gateway {
-  private readonly file: JsonFile<GatewayState>;
-  private state: GatewayState;
-  readonly metrics = new Registry();
-  private readonly requests: Counter<'model' | 'version' | 'role' | 'code'>;
-  private readonly errors: Counter<'model' | 'version' | 'role'>;
-  private readonly latency: Histogram<'model' | 'version' | 'role'>;
-  private readonly scores: Histogram<'model' | 'version' | 'role'>;
-  private readonly shadowDrops: Counter<'model' | 'version'>;
-  private readonly queueDepth: Gauge;
-  private readonly queue: (() => Promise<void>)[] = [];
-  private inFlight = 0;
+  private readonly store: StateStore;
+  private readonly instruments: GatewayInstruments;
+  private readonly leases: Leases;
+  private readonly upstream: Upstream;
+  private readonly mirror: Mirror;
+  private readonly admin: AdminApi;
+  private readonly maxBody: number;
   private server: Server | null = null;
+  private inFlight = 0;
 
   constructor(private readonly opts: GatewayOptions) {
-    this.file = new JsonFile(join(opts.stateDir, 'gateway-state.json'), () => ({
-      routes: {},
-      features: {},
-      backends: {},
-      faults: {},
-      policies: {},
-    }));
-    this.state = this.file.read();
-    this.state.features ??= {};
-    const labelNames = ['model', 'version', 'role'] as const;
-    this.requests = new Counter({
-      name: 'promote_gateway_requests_total',
-      help: 'Requests by version, role and HTTP status code',
-      labelNames: [...labelNames, 'code'],
-      registers: [this.metrics],
+    if (!opts.adminToken || !opts.ingestToken)
+      throw new Error('the gateway needs an admin token and an ingest token');
+    if (opts.adminToken === opts.ingestToken)
+      throw new Error(
+        'the ingest token must differ from the admin token (a label source must not change routes)',
+      );
+    this.maxBody = opts.maxBodyBytes ?? 1 << 20;
+    this.store = new StateStore(opts.stateDir, Date.now());
+    this.mirror = new Mirror(
+      {
+        maxQueue: opts.mirrorQueue ?? 1000,
+        maxBytes: opts.mirrorQueueBytes ?? 32 << 20,
+        concurrency: opts.mirrorConcurrency ?? 4,
+        timeoutMs: opts.upstreamTimeoutMs ?? 10_000,
+      },
+      {
+        onDrop: (job) => this.instruments.shadowDrops.inc({ model: job.model, version: job.version }),
+        onError: (err) => opts.logger.error({ err }, 'mirrored request failed'),
+      },
+    );
+    this.instruments = new GatewayInstruments({
+      mirror: () => ({ depth: this.mirror.depth, bytes: this.mirror.bytes }),
+      predictionLog: () => opts.log.stats(),
     });
-    this.errors = new Counter({
-      name: 'promote_gateway_errors_total',
-      help: 'Failed requests (HTTP status >= 400, or no answer from the model server)',
-      labelNames,
-      registers: [this.metrics],
-    });
-    this.latency = new Histogram({
-      name: 'promote_gateway_request_duration_seconds',
-      help: 'Request latency through the gateway, seconds',
-      labelNames,
-      buckets: [0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5],
-      registers: [this.metrics],
-    });
-    this.scores = new Histogram({
-      name: 'promote_gateway_score',
-      help: 'Model scores (first prediction of each request)',
-      labelNames,
-      buckets: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1],
-      registers: [this.metrics],
-    });
-    this.shadowDrops = new Counter({
-      name: 'promote_gateway_shadow_dropped_total',
-      help: 'Mirrored requests dropped because the mirror queue was full',
-      labelNames: ['model', 'version'],
-      registers: [this.metrics],
-    });
-    this.queueDepth = new Gauge({
-      name: 'promote_gateway_shadow_queue_depth',
-      help: 'Mirrored requests waiting',
-      registers: [this.metrics],
-      collect: () => this.queueDepth.set(this.queue.length),
+    this.upstream = new Upstream({ timeoutMs: opts.upstreamTimeoutMs ?? 10_000, maxSockets: 256 });
+    this.leases = new Leases(this.store, this.instruments, opts.logger);
+    this.admin = new AdminApi({
+      token: opts.adminToken,
+      store: this.store,
+      leases: this.leases,
+      log: opts.log,
+      upstream: this.upstream,
+      logger: opts.logger,
     });
   }
 
+  /** The Prometheus registry (also served at /metrics). */
+  get metrics(): Registry {
+    return this.instruments.registry;
+  }
+
+  /** Counts an error that reached a last-resort handler (see main.ts). */
+  countUncaught(kind: 'exception' | 'rejection'): void {
+    this.instruments.uncaught.inc({ kind });
+  }
+
+  /** The state as GET /admin/state answers it (a copy). */
   snapshot(): GatewayState {
-    return structuredClone(this.state);
+    return JSON.parse(JSON.stringify(this.store.toJSON())) as GatewayState;
   }
 
   async listen(port: number, host = '127.0.0.1'): Promise<{ url: string }> {
-    this.server = createServer((req, res) => void this.handle(req, res));
-    this.server.keepAliveTimeout = 65_000;
-    await new Promise<void>((resolve) => this.server!.listen(port, host, resolve));
-    const address = this.server.address();
+    const requestTimeout = this.opts.requestTimeoutMs ?? 30_000;
+    const server = createServer(
+      {
+        headersTimeout: Math.min(this.opts.headersTimeoutMs ?? 10_000, requestTimeout),
+        requestTimeout,
+        // How often Node looks for clients past those timeouts (its default is 30s).
+        connectionsCheckingInterval: Math.max(100, Math.min(1000, requestTimeout / 4)),
+      },
+      (req, res) => {
+        this.handle(req, res).catch((err: unknown) => {
+          this.opts.logger.error({ err }, 'gateway request handler failed');
+          res.destroy();
+        });
+      },
+    );
+    server.keepAliveTimeout = 65_000;
+    server.maxConnections = this.opts.maxConnections ?? 8192;
+    server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      const status = answerClientError(err, socket as import('node:net').Socket);
+      if (status !== null) this.instruments.rejected.inc({ code: String(status) });
+    });
+    // Node answers an Expect other than 100-continue with a bare 417; keep every answer JSON.
+    server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+      this.instruments.rejected.inc({ code: '417' });
+      sendJson(res, 417, { error: `expectation ${quote(String(req.headers.expect))} is not supported` });
+    });
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    // A listener error after start (e.g. out of file descriptors) is logged, never an uncaught throw.
+    server.on('error', (err) => this.opts.logger.error({ err }, 'gateway listener error'));
+    this.leases.start(this.opts.leaseCheckEveryMs ?? 1000);
+    const address = server.address();
     const actual = typeof address === 'object' && address ? address.port : port;
     return { url: `http://${host}:${actual}` };
   }
 
   /** Stops accepting requests and lets queued mirror calls finish (at most `drainMs`, default 5s). */
   async close(drainMs = 5000): Promise<void> {
+    this.leases.stop();
     // Keep-alive connections would hold server.close() open for as long as clients keep sending:
     // close them now, then wait for the listener to go.
-    const closed = new Promise<void>((resolve) =>
-      this.server ? this.server.close(() => resolve()) : resolve(),
-    );
-    this.server?.closeAllConnections();
+    const server = this.server;
+    const closed = new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+    server?.closeAllConnections();
     await closed;
     const deadline = Date.now() + drainMs;
-    while ((this.inFlight > 0 || this.queue.length > 0) && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 20));
-    this.queue.length = 0;
+    while (this.mirror.busy && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    this.mirror.destroy();
+    this.upstream.destroy();
+    this.store.flush();
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://gateway');
-    const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
+    let pathname = '';
     try {
-      if (req.method === 'GET' && url.pathname === '/health') return send(res, 200, { ok: true });
-      if (req.method === 'GET' && url.pathname === '/metrics')
-        return send(res, 200, await this.metrics.metrics());
-      if (parts[0] === 'models' && parts.length === 3 && req.method === 'POST') {
-        if (parts[2] === 'invocations') return await this.invoke(parts[1]!, req, res);
-        if (parts[2] === 'labels') {
-          const body = parseJson(await readBody(req), 'labels') as { labels?: unknown };
-          return send(res, 200, await this.opts.log.ingestLabels(parts[1]!, body?.labels));
-        }
+      const target = parseTarget(req.url);
+      pathname = target.pathname;
+      const [first, model, action] = target.segments;
+      const n = target.segments.length;
+      if (first === 'health' && n === 1) {
+        if (req.method !== 'GET' && req.method !== 'HEAD')
+          throw methodNotAllowed(req.method, pathname, ['GET', 'HEAD']);
+        return sendJson(res, 200, { ok: true });
       }
-      if (parts[0] === 'admin') return await this.admin(req, res, parts.slice(1));
-      throw new HttpError(404, `no such endpoint: ${req.method} ${url.pathname}`);
+      if (first === 'metrics' && n === 1) {
+        if (req.method !== 'GET') throw methodNotAllowed(req.method, pathname, ['GET']);
+        return sendText(res, 200, await this.metrics.metrics(), this.metrics.contentType);
+      }
+      if (first === 'models' && n === 3 && (action === 'invocations' || action === 'labels')) {
+        if (req.method !== 'POST') throw methodNotAllowed(req.method, pathname, ['POST']);
+        if (action === 'labels') return await this.labels(checkName(model!, 'model'), req, res);
+        return await this.invoke(checkName(model!, 'model'), req, res);
+      }
+      if (first === 'admin')
+        return await this.admin.handle(req, res, target.segments.slice(1), pathname, target.query);
+      throw new HttpError(404, `no such endpoint: ${quote(req.method ?? '')} ${quote(pathname)}`);
     } catch (err) {
-      const status = statusOf(err);
-      if (status === 500) this.opts.logger.error({ err, path: url.pathname }, 'gateway error');
-      if (!res.headersSent) send(res, status, { error: err instanceof Error ? err.message : String(err) });
+      const answer = errorAnswer(err);
+      if (answer.status === 500)
+        this.opts.logger.error({ err, method: req.method, path: pathname.slice(0, 200) }, 'gateway error');
+      else this.instruments.rejected.inc({ code: String(answer.status) });
+      if (res.headersSent) res.destroy();
+      else sendJson(res, answer.status, answer.body, answer.headers);
     }
+  }
+
+  /** The model's state if it has a route (404 otherwise: unknown models are never created by traffic). */
+  private routed(model: string): ModelState & { route: NonNullable<ModelState['route']> } {
+    const m = this.store.get(model);
+    if (!m?.route) throw new NotFoundError(`unknown model ${model}: no route`);
+    return m as ModelState & { route: NonNullable<ModelState['route']> };
   }
 
   private async invoke(model: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = performance.now();
-    const route = this.state.routes[model];
-    if (!route) throw new NotFoundError(`unknown model ${model}: no route`);
-    const body = await readBody(req);
+    const m = this.routed(model);
+    const requestId = randomUUID();
+    const clientRequestId = clientText(req.headers['x-request-id']);
+    const body = await readBody(req, this.maxBody);
     const parsed = parseJson(body, 'invocation');
-    this.noteFeatures(model, parsed);
-    const entityKey = stickyKeyOf(route.stickyKey, req.headers, parsed);
-    const requestId =
-      typeof req.headers['x-request-id'] === 'string' ? req.headers['x-request-id'] : randomUUID();
+    const route = m.route;
+    const entityKey = stickyKeyOf(route.stickyKey, req.headers, parsed, MAX_CLIENT_TEXT);
     const version = pickVersion(route.weights, `${model}:${entityKey ?? requestId}`);
     if (!version) throw new HttpError(503, `model ${model} has no version with traffic`);
-    const answer = await this.call(model, version, body);
+    if (this.inFlight >= (this.opts.maxInFlight ?? 2048))
+      throw new HttpError(
+        503,
+        `the gateway has ${this.inFlight} requests waiting on model servers; try again`,
+        {
+          'retry-after': '1',
+        },
+      );
+    this.inFlight++;
+    let answer: UpstreamAnswer;
+    try {
+      answer = await this.call(m, model, version, body, this.upstream);
+    } finally {
+      this.inFlight--;
+    }
     const latencyMs = performance.now() - started;
-    send(res, answer.status, answer.body, { 'x-promote-version': version, 'x-request-id': requestId });
-    this.observe({ requestId, entityKey, model, version, role: 'primary', latencyMs, ...answer });
-    // Mirroring happens after the primary response is sent, through a bounded queue.
+    sendJson(res, answer.status, answer.body, { 'x-promote-version': version, 'x-request-id': requestId });
+    const ids = { requestId, clientRequestId, entityKey, model };
+    this.observe({ ...ids, version, role: 'primary', latencyMs }, answer);
+    if (answer.status >= 200 && answer.status < 300 && noteFeatures(m.features, parsed))
+      this.store.saveSoon((err) => this.opts.logger.error({ err }, 'could not save the gateway state'));
+    // Mirroring happens after the primary answer is sent, through a bounded queue.
     const shadow = route.shadow;
     if (shadow && shadow.version !== version && Math.random() < shadow.sampleRate)
-      this.mirror(model, shadow.version, body, requestId, entityKey);
+      this.mirror.push({
+        model,
+        version: shadow.version,
+        bytes: body.length,
+        run: async (upstream) => {
+          const t = performance.now();
+          const mirrored = await this.call(m, model, shadow.version, body, upstream);
+          this.observe(
+            { ...ids, version: shadow.version, role: 'shadow', latencyMs: performance.now() - t },
+            mirrored,
+          );
+        },
+      });
+  }
+
+  private async labels(model: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!tokenMatches(bearerToken(req), this.opts.ingestToken))
+      throw new HttpError(401, 'labels: missing or wrong bearer token (the ingest token)', {
+        'www-authenticate': 'Bearer',
+      });
+    this.routed(model);
+    const body = parseJson(await readBody(req, this.maxBody), 'labels');
+    const labels =
+      body && typeof body === 'object' && !Array.isArray(body) && Object.hasOwn(body, 'labels')
+        ? (body as { labels: unknown }).labels
+        : undefined;
+    try {
+      sendJson(res, 200, await this.opts.log.ingestLabels(model, labels));
+    } catch (err) {
+      if (err instanceof PredictionLogUnavailable) throw new HttpError(503, err.message);
+      throw err;
+    }
   }
 
   /** Calls a version's model server (with any injected fault); never throws. */
   private async call(
+    m: ModelState,
     model: string,
     version: string,
     body: Buffer,
-  ): Promise<{ status: number; body: string; score: number | null }> {
-    const backend = this.state.backends[model]?.[version];
+    upstream: Upstream,
+  ): Promise<UpstreamAnswer> {
+    const backend = m.backends.get(version);
     if (!backend)
       return {
         status: 503,
         body: JSON.stringify({ error: `${model}/${version} has no model server` }),
         score: null,
       };
-    const fault = this.state.faults[model]?.[version];
+    const fault = m.faults.get(version);
     if (fault?.latencyMs) await new Promise((r) => setTimeout(r, fault.latencyMs));
-    if (fault && Math.random() < fault.errorRate) {
+    if (fault && Math.random() < fault.errorRate)
       return {
         status: 503,
         body: JSON.stringify({ error: `injected fault on ${model}/${version}` }),
         score: null,
       };
-    }
-    try {
-      const response = await fetch(`${backend}/invocations`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body,
-        signal: AbortSignal.timeout(this.opts.upstreamTimeoutMs ?? 10_000),
-      });
-      const text = await response.text();
-      let score: number | null = null;
-      if (response.ok) {
-        const first = (JSON.parse(text) as { predictions?: unknown[] }).predictions?.[0];
-        score = typeof first === 'number' ? first : null;
-      }
-      return { status: response.status, body: text, score };
-    } catch (err) {
-      return {
-        status: 502,
-        body: JSON.stringify({ error: `${model}/${version} did not answer: ${(err as Error).message}` }),
-        score: null,
-      };
-    }
+    return upstream.invoke(backend, body, `${model}/${version}`);
   }
 
-  private observe(p: Omit<Prediction, 'decision' | 'atMs'> & { body?: string }): void {
-    const labels = { model: p.model, version: p.version, role: p.role };
-    this.requests.inc({ ...labels, code: String(p.status) });
-    if (p.status >= 400) this.errors.inc(labels);
-    this.latency.observe(labels, p.latencyMs / 1000);
-    if (p.score !== null) this.scores.observe(labels, p.score);
-    const t = this.state.policies[p.model]?.[p.version] ?? DEFAULT_THRESHOLDS;
-    const decision =
-      p.score === null ? null : p.score >= t.block ? 'block' : p.score >= t.review ? 'review' : 'allow';
-    const row: Prediction = {
-      requestId: p.requestId,
-      entityKey: p.entityKey,
-      model: p.model,
-      version: p.version,
-      role: p.role,
-      score: p.score,
-      decision,
-      latencyMs: p.latencyMs,
-      status: p.status,
-      atMs: Date.now(),
-    };
-    this.opts.log
-      .record([row])
-      .catch((err: unknown) => this.opts.logger.error({ err }, 'prediction log write failed'));
-  }
-
-  /** Records the columns (and value types) requests carry, for the feature-schema gate. */
-  private noteFeatures(model: string, body: unknown): void {
-    const split = (body as { dataframe_split?: { columns?: unknown; data?: unknown[][] } } | null)
-      ?.dataframe_split;
-    if (!split || !Array.isArray(split.columns)) return;
-    const known = (this.state.features[model] ??= {});
-    let changed = false;
-    split.columns.forEach((column, i) => {
-      if (typeof column !== 'string' || known[column]) return;
-      const value = split.data?.[0]?.[i];
-      known[column] =
-        typeof value === 'number'
-          ? Number.isInteger(value)
-            ? 'long'
-            : 'double'
-          : typeof value === 'boolean'
-            ? 'boolean'
-            : 'string';
-      changed = true;
-    });
-    if (changed) this.save();
-  }
-
-  private mirror(
-    model: string,
-    version: string,
-    body: Buffer,
-    requestId: string,
-    entityKey: string | null,
+  private observe(
+    p: Pick<
+      Prediction,
+      'requestId' | 'clientRequestId' | 'entityKey' | 'model' | 'version' | 'role' | 'latencyMs'
+    >,
+    answer: UpstreamAnswer,
   ): void {
-    if (this.queue.length >= (this.opts.mirrorQueue ?? 1000)) {
-      this.shadowDrops.inc({ model, version });
-      return;
-    }
-    this.queue.push(async () => {
-      const started = performance.now();
-      const answer = await this.call(model, version, body);
-      this.observe({
-        requestId,
-        entityKey,
-        model,
-        version,
-        role: 'shadow',
-        latencyMs: performance.now() - started,
-        ...answer,
-      });
-    });
-    this.pump();
-  }
-
-  private pump(): void {
-    while (this.inFlight < (this.opts.mirrorConcurrency ?? 4) && this.queue.length > 0) {
-      const job = this.queue.shift()!;
-      this.inFlight++;
-      void job().finally(() => {
-        this.inFlight--;
-        this.pump();
-      });
-    }
-  }
-
-  // ---- admin API ----
-
-  private async admin(req: IncomingMessage, res: ServerResponse, parts: string[]): Promise<void> {
-    if (req.headers.authorization !== `Bearer ${this.opts.adminToken}`)
-      throw new HttpError(401, 'admin API: missing or wrong bearer token');
-    const [resource, model, version] = parts;
-    const method = req.method ?? 'GET';
-    if (method === 'GET' && resource === 'state') return send(res, 200, this.state);
-    if (method === 'GET' && model && ['measure', 'pairs', 'labelled', 'features'].includes(resource ?? '')) {
-      return send(res, 200, await this.read(resource!, model, version, url(req)));
-    }
-    if (method === 'GET' && model && ['measure', 'pairs', 'labelled', 'features'].includes(resource ?? '')) {
-      return send(res, 200, await this.read(resource!, model, version, url(req)));
-    }
-    if (!model) throw new HttpError(404, `admin API: no such endpoint /admin/${parts.join('/')}`);
-    const input =
-      method === 'PUT'
-        ? (parseJson(await readBody(req), `admin ${resource}`) as Record<string, unknown>)
-        : {};
-    if (resource === 'routes' && method === 'GET') {
-      const route = this.state.routes[model];
-      if (!route) throw new NotFoundError(`unknown model ${model}: no route`);
-      return send(res, 200, route);
-    }
-    if (resource === 'routes' && method === 'PUT') return send(res, 200, await this.setRoute(model, input));
-    if (!version) throw new HttpError(404, `admin API: /admin/${resource}/${model} needs a version`);
-    if (resource === 'backends') {
-      if (method === 'PUT') {
-        if (typeof input.url !== 'string' || !/^https?:\/\//.test(input.url))
-          throw new InvalidInputError('backends: url must be an http(s) URL');
-        (this.state.backends[model] ??= {})[version] = input.url.replace(/\/$/, '');
-      } else if (method === 'DELETE') {
-        const route = this.state.routes[model];
-        if (route && ((route.weights[version] ?? 0) > 0 || route.shadow?.version === version)) {
-          throw new HttpError(409, `${model}/${version} still receives traffic; route it away first`);
-        }
-        delete this.state.backends[model]?.[version];
-      }
-    } else if (resource === 'faults') {
-      if (method === 'PUT') {
-        const latencyMs = Number(input.latencyMs ?? 0);
-        const errorRate = Number(input.errorRate ?? 0);
-        if (!(latencyMs >= 0 && latencyMs <= 60_000))
-          throw new InvalidInputError('faults: latencyMs must be 0..60000');
-        if (!(errorRate >= 0 && errorRate <= 1))
-          throw new InvalidInputError('faults: errorRate must be 0..1');
-        (this.state.faults[model] ??= {})[version] = { latencyMs, errorRate };
-      } else if (method === 'DELETE') delete this.state.faults[model]?.[version];
-    } else if (resource === 'policies') {
-      if (method === 'PUT') {
-        const { review, block } = input as Partial<Thresholds>;
-        if (
-          typeof review !== 'number' ||
-          typeof block !== 'number' ||
-          !(review >= 0 && review < block && block <= 1)
-        ) {
-          throw new InvalidInputError('policies: need numbers 0 <= review < block <= 1');
-        }
-        (this.state.policies[model] ??= {})[version] = { review, block };
-      } else if (method === 'DELETE') delete this.state.policies[model]?.[version];
-    } else throw new HttpError(404, `admin API: no such resource ${resource}`);
-    this.save();
-    send(res, 200, this.state);
-  }
-
-  /** Read endpoints for the providers: windows of the prediction log, and the observed features. */
-  private async read(
-    resource: string,
-    model: string,
-    version: string | undefined,
-    q: URLSearchParams,
-  ): Promise<unknown> {
-    if (resource === 'features')
-      return Object.entries(this.state.features[model] ?? {}).map(([name, type]) => ({ name, type }));
-    const fromMs = Number(q.get('from') ?? 0);
-    const toMs = Number(q.get('to') ?? Date.now());
-    if (!Number.isFinite(fromMs) || !Number.isFinite(toMs))
-      throw new InvalidInputError('from and to must be epoch milliseconds');
-    if (resource === 'pairs') {
-      const champion = q.get('champion');
-      const candidate = q.get('candidate');
-      if (!champion || !candidate) throw new InvalidInputError('pairs needs champion and candidate');
-      return (await this.opts.log.pairs(model, champion, candidate, fromMs, toMs)).slice(0, 50_000);
-    }
-    if (!version) throw new InvalidInputError(`${resource} needs a version`);
-    if (resource === 'labelled')
-      return (await this.opts.log.labelled(model, version, fromMs, toMs)).slice(0, 50_000);
-    return measureWindow(
-      await this.opts.log.window(model, version, fromMs, toMs),
-      q.get('metric') ?? 'error_rate',
-      version,
-      fromMs,
-      toMs,
-    );
-  }
-
-  /** Validates and applies a route; every version with traffic (and the shadow) must have a healthy server. */
-  private async setRoute(model: string, input: Record<string, unknown>): Promise<GatewayRoute> {
-    const weights = checkWeights(model, (input.weights ?? {}) as Record<string, unknown>);
-    const shadowIn = input.shadow as { version?: unknown; sampleRate?: unknown } | null | undefined;
-    let shadow: GatewayRoute['shadow'] = null;
-    if (shadowIn) {
-      const rate = Number(shadowIn.sampleRate ?? 1);
-      if (typeof shadowIn.version !== 'string')
-        throw new InvalidInputError('shadow.version must be a version');
-      if (!(rate > 0 && rate <= 1)) throw new InvalidInputError('shadow.sampleRate must be in (0, 1]');
-      shadow = { version: shadowIn.version, sampleRate: rate };
-    }
-    const stickyKey =
-      typeof input.stickyKey === 'string'
-        ? input.stickyKey
-        : (this.state.routes[model]?.stickyKey ?? 'header:x-entity-id');
-    if (!/^(header|field):.+$/.test(stickyKey))
-      throw new InvalidInputError('stickyKey must be header:<name> or field:<name>');
-    for (const version of [...Object.keys(weights), ...(shadow ? [shadow.version] : [])]) {
-      const backend = this.state.backends[model]?.[version];
-      if (!backend)
-        throw new NotFoundError(`unknown version ${model}/${version}: no model server registered`);
-      const healthy = await fetch(`${backend}/ping`, { signal: AbortSignal.timeout(2000) }).then(
-        (r) => r.ok,
-        () => false,
-      );
-      if (!healthy) throw new HttpError(503, `${model}/${version} has no healthy model server at ${backend}`);
-    }
-    const route = { weights, shadow, stickyKey };
-    this.state.routes[model] = route;
-    this.save();
-    this.opts.logger.info({ model, weights, shadow }, 'route set');
-    return route;
-  }
-
-  private save(): void {
-    this.file.write(this.state);
+    const labels = { model: p.model, version: p.version, role: p.role };
+    this.instruments.requests.inc({ ...labels, code: String(answer.status) });
+    if (answer.status >= 400) this.instruments.errors.inc(labels);
+    this.instruments.latency.observe(labels, p.latencyMs / 1000);
+    if (answer.score !== null) this.instruments.scores.observe(labels, answer.score);
+    const t = this.store.get(p.model)?.policies.get(p.version) ?? DEFAULT_THRESHOLDS;
+    const score = answer.score;
+    const decision =
+      score === null ? null : score >= t.block ? 'block' : score >= t.review ? 'review' : 'allow';
+    this.opts.log.record([{ ...p, score, decision, status: answer.status, atMs: Date.now() }]);
   }
 }

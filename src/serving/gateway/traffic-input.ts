@@ -1,0 +1,82 @@
+/**
+ * What the gateway reads out of an inference request besides forwarding it: the sticky key, and
+ * the input columns live traffic carries (for the feature-schema gate). The body is client input:
+ * only own properties are read, and what is remembered is bounded.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+
+/** Columns remembered per model at most, and the longest column name remembered. */
+export const MAX_FEATURES = 1000;
+export const MAX_FEATURE_NAME = 200;
+
+const own = (o: unknown, key: string | number): unknown =>
+  o !== null && typeof o === 'object' && Object.hasOwn(o, key)
+    ? (o as Record<string, unknown>)[key]
+    : undefined;
+
+const scalar = (v: unknown): string | null =>
+  typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? String(v) : null;
+
+/** The first row of MLflow's dataframe_split body as columns and values, when it has that shape. */
+function firstSplitRow(body: unknown): { columns: unknown[]; row: unknown[] } | null {
+  const split = own(body, 'dataframe_split');
+  const columns = own(split, 'columns');
+  const data = own(split, 'data');
+  const row = Array.isArray(data) ? own(data, 0) : undefined;
+  if (!Array.isArray(columns)) return null;
+  return { columns, row: Array.isArray(row) ? row : [] };
+}
+
+/**
+ * The sticky key of a request: a header, or a field of MLflow's dataframe_split / dataframe_records
+ * body. At most `maxLength` characters.
+ */
+export function stickyKeyOf(
+  spec: string,
+  headers: IncomingHttpHeaders,
+  body: unknown,
+  maxLength = 200,
+): string | null {
+  const colon = spec.indexOf(':');
+  const kind = spec.slice(0, colon);
+  const name = spec.slice(colon + 1);
+  let key: string | null;
+  if (kind === 'header') {
+    const value = own(headers, name.toLowerCase());
+    key = typeof value === 'string' && value !== '' ? value : null;
+  } else {
+    const split = firstSplitRow(body);
+    const i = split ? split.columns.indexOf(name) : -1;
+    const records = own(body, 'dataframe_records');
+    key =
+      i >= 0
+        ? scalar(own(split!.row, i))
+        : scalar(own(Array.isArray(records) ? own(records, 0) : undefined, name));
+  }
+  return key === null ? null : key.slice(0, maxLength);
+}
+
+const typeOf = (value: unknown) =>
+  typeof value === 'number'
+    ? Number.isInteger(value)
+      ? 'long'
+      : 'double'
+    : typeof value === 'boolean'
+      ? 'boolean'
+      : 'string';
+
+/** Records new columns (and value types) of a dataframe_split body; true if any was new. Bounded. */
+export function noteFeatures(known: Map<string, string>, body: unknown): boolean {
+  const split = firstSplitRow(body);
+  if (!split) return false;
+  let changed = false;
+  const n = Math.min(split.columns.length, MAX_FEATURES);
+  for (let i = 0; i < n && known.size < MAX_FEATURES; i++) {
+    const column = split.columns[i];
+    if (typeof column !== 'string' || column === '' || column.length > MAX_FEATURE_NAME || known.has(column))
+      continue;
+    known.set(column, typeOf(own(split.row, i)));
+    changed = true;
+  }
+  return changed;
+}
