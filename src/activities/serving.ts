@@ -22,6 +22,13 @@ export function servingActivities(ctx: ActivityContext) {
       });
     },
 
+    /** The versions of the model that have a deployment. */
+    async listDeployments(input: { model: string; refs: ProviderRefs }): Promise<string[]> {
+      return guard(async () =>
+        (await ctx.providers(input.refs).serving.list(input.model)).map((d) => d.version).sort(),
+      );
+    },
+
     async decommissionVersion(input: { model: string; version: string; refs: ProviderRefs }): Promise<void> {
       return guard(async () => {
         await ctx.providers(input.refs).serving.decommission(input.model, input.version);

@@ -42,6 +42,17 @@ export function trafficActivities(ctx: ActivityContext) {
       });
     },
 
+    /** The model's route as the router has it (null: none), with its lease. */
+    async readRoute(input: {
+      model: string;
+      refs: ProviderRefs;
+    }): Promise<{ route: Route | null; lease: Lease | null }> {
+      return guard(async () => {
+        const { traffic } = ctx.providers(input.refs);
+        return { route: await traffic.getRoute(input.model), lease: await traffic.getLease(input.model) };
+      });
+    },
+
     /** Routes all traffic to one version (rollback, and the end of the watch). */
     async routeAllTo(input: {
       model: string;

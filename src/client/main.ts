@@ -17,6 +17,7 @@ import { loadPlanFile, planJsonSchema } from '../plan/load';
 import { PHASES } from '../workflows/types';
 import { formatList, formatStatus } from './format';
 import { Promotions } from './promotions';
+import { formatRecovery, recover } from './recovery';
 
 export const EXIT = { ok: 0, error: 1, invalid: 2, refused: 3, notFound: 4 } as const;
 
@@ -111,6 +112,38 @@ export function buildCli(): Command {
         print((await withPromotions((p) => p.control(id, kind, o.as, o.reason))).message),
       );
   }
+
+  program
+    .command('recover <model>')
+    .description(
+      'repair what the last promotion of a model left behind when it can no longer do it (terminated, failed, stuck): traffic, aliases, policy, model servers; idempotent',
+    )
+    .requiredOption('--reason <text>', 'why (recorded on the version)')
+    .option('--as <user>', 'who recovers', defaultUser())
+    .option('--force', 'terminate the promotion first if it is still running (stuck)')
+    .option('--timeout <seconds>', 'how long to wait for a worker to finish it', '120')
+    .option('--json', 'print the report as JSON')
+    .action(
+      async (
+        model: string,
+        o: { reason: string; as: string; force?: boolean; timeout: string; json?: boolean },
+      ) => {
+        const timeoutMs = Number(o.timeout) * 1000;
+        if (!(timeoutMs > 0)) throw new InvalidInputError('--timeout must be a positive number of seconds');
+        const report = await withPromotions((p) =>
+          recover(p.client, {
+            model,
+            by: o.as,
+            reason: o.reason,
+            force: Boolean(o.force),
+            taskQueue: p.taskQueue,
+            timeoutMs,
+          }),
+        );
+        print(o.json ? JSON.stringify(report, null, 2) : formatRecovery(report));
+        if (!report.consistent) process.exitCode = EXIT.error;
+      },
+    );
 
   program
     .command('status <id>')

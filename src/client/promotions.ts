@@ -9,6 +9,7 @@ import {
 import { ConflictError, NotAllowedError, NotFoundError, InvalidInputError } from '../common/errors';
 import type { Plan } from '../plan/schema';
 import { hashPlan } from '../plan/load';
+import { assertRecovered } from './recovery';
 import {
   abortUpdate,
   approveUpdate,
@@ -78,6 +79,9 @@ export class Promotions {
         `--version "${opts.version}" is not a valid version (letters, digits, . _ -)`,
       );
     const id = promotionId(opts.model);
+    // A promotion that died after acting (terminated, failed) may have left traffic, aliases or
+    // servers behind: nothing new starts on top of that until `promote recover` has run.
+    await assertRecovered(this.client, opts.model);
     const planHash = hashPlan(opts.plan);
     const input: PromotionInput = {
       model: opts.model,

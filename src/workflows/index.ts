@@ -1,2 +1,3 @@
 /** The workflow bundle's entry point: every workflow the worker registers. */
 export { promotionWorkflow } from './promotion';
+export { recoverWorkflow } from './recovery';

@@ -16,7 +16,8 @@ import {
 import { nowMs } from './clock';
 import { refsOf, type Ctx } from './context';
 import { inputProblems } from './input';
-import { startRenewals } from './lease';
+import { leaseHolder, startRenewals } from './lease';
+import type { RecoveryRecord } from './recovery-record';
 import {
   abortSignal,
   abortUpdate,
@@ -83,7 +84,7 @@ export async function promotionWorkflow(input: PromotionInput): Promise<Promotio
 }
 
 /** What `promote recover` needs when the workflow can no longer tell it (kept in the memo). */
-function recoveryRecord(run: PromotionRun): Record<string, unknown> {
+function recoveryRecord(run: PromotionRun): RecoveryRecord {
   const s = run.s;
   return {
     champion: s.champion,
@@ -92,7 +93,7 @@ function recoveryRecord(run: PromotionRun): Record<string, unknown> {
     trafficPercent: s.trafficPercent,
     committed: s.committed,
     outcome: s.outcome,
-    leaseHolder: s.lease?.holder ?? null,
+    leaseHolder: leaseHolder(),
     touched: s.touched,
     championAlias: s.plan.registry.championAlias,
     challengerAlias: s.plan.registry.challengerAlias,

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { WorkflowFailedError } from '@temporalio/client';
+import { recover } from '../../src/client/recovery';
 import { hashPlan } from '../../src/plan/hash';
 import { approveSignal, abortSignal, pauseSignal } from '../../src/workflows/messages';
 import type { promotionWorkflow } from '../../src/workflows/promotion';
@@ -356,3 +357,76 @@ test('a forward step rides out an outage of the data plane without failing the p
   const result = await stack.promotions.result(id);
   expect(result.outcome).toBe('succeeded');
 }, 120_000);
+
+describe('promote recover', () => {
+  const leasePlan = () =>
+    fastPlan({
+      canary: { steps: [{ traffic: 10, bake: '60s' }, { traffic: 100 }] },
+      analysis: { interval: '1s', lease: '3s', leaseRenewal: '1s' },
+    });
+  const recoverOpts = (model: string, force = false) => ({
+    model,
+    by: 'oncall',
+    reason: 'the promotion was terminated',
+    force,
+    taskQueue: stack.taskQueue,
+    timeoutMs: 60_000,
+  });
+
+  test('after a terminate mid-canary: start is refused until recover restores traffic, aliases, policy and serving', async () => {
+    const model = uniqueModel('terminated');
+    seedModel(stack.plane, model);
+    const { id } = await stack.promotions.start({ model, version: 'v2', plan: leasePlan(), startedBy: 'ci' });
+    await waitForStatus(stack.promotions, id, (s) => s.trafficPercent === 10);
+    await stack.promotions.handle(id).terminate('operator pressed the wrong button');
+    // What the terminated promotion left: the challenger alias, the policy, the candidate's server.
+    expect(stack.plane.snapshot().models[model]!.aliases).toMatchObject({ challenger: 'v2' });
+    await new Promise((r) => setTimeout(r, 3500));
+    expect(stack.plane.routeNow(model)?.weights).toEqual({ v1: 100 }); // the lease expired
+    await expect(
+      stack.promotions.start({ model, version: 'v2', plan: leasePlan(), startedBy: 'ci' }),
+    ).rejects.toThrow(/promote recover/);
+
+    const report = await recover(stack.client, recoverOpts(model));
+    expect(report).toMatchObject({ outcome: 'recovered', consistent: true });
+    expect(report.steps.filter((s) => s.changed).map((s) => s.step.split(':')[0])).toEqual([
+      'registry', // challenger back to none
+      'policy',
+      'serving',
+      'registry', // tags
+    ]);
+    expectRestored(stack.plane, model);
+    expect((await stack.plane.getVersion(model, 'v2')).tags).toMatchObject({
+      'promotion.outcome': 'recovered',
+      'promotion.phase': 'completed',
+      'promotion.recovered_by': 'oncall',
+    });
+    // Idempotent: a second run changes nothing but the tags.
+    const again = await recover(stack.client, recoverOpts(model));
+    expect(again.consistent).toBe(true);
+    expect(again.steps.filter((s) => s.changed).map((s) => s.step)).toEqual([
+      'registry: v2 tagged promotion.outcome=recovered',
+    ]);
+    // Recovered: a new promotion may start.
+    const next = await stack.promotions.start({ model, version: 'v2', plan: fastPlan(), startedBy: 'ci' });
+    await stack.promotions.control(next.id, 'abort', 'oncall', 'only checking that it starts');
+    expect((await stack.promotions.result(next.id)).outcome).toBe('aborted');
+  }, 120_000);
+
+  test('a running promotion is recovered only with --force, which terminates it first', async () => {
+    const model = uniqueModel('stuck');
+    seedModel(stack.plane, model);
+    const { id } = await stack.promotions.start({ model, version: 'v2', plan: leasePlan(), startedBy: 'ci' });
+    await waitForStatus(stack.promotions, id, (s) => s.trafficPercent === 10);
+    await expect(recover(stack.client, recoverOpts(model))).rejects.toThrow(/still running.*--force/);
+    const report = await recover(stack.client, recoverOpts(model, true));
+    expect(report.consistent).toBe(true);
+    expect(report.steps[1]).toMatchObject({ step: 'traffic: 100% to v1', changed: true });
+    expect((await stack.promotions.handle(id).describe()).status.name).toBe('TERMINATED');
+    expectRestored(stack.plane, model);
+  }, 120_000);
+
+  test('a model that never had a promotion has nothing to recover', async () => {
+    await expect(recover(stack.client, recoverOpts(uniqueModel('none')))).rejects.toThrow(/no promotion/);
+  });
+});
