@@ -100,7 +100,10 @@ export function acquireLease(current: Lease | undefined, req: LeaseRequest, nowM
       );
     return { ...current, ttlMs: req.ttlMs, renewedAtMs: nowMs, expiresAtMs: nowMs + req.ttlMs };
   }
-  if (current && current.holder === req.holder) throw new LeaseEndedError(endedMessage(current));
+  // A lease its holder released may be taken again (e.g. shadow ended, canary starts); one that
+  // expired or was revoked never: the promotion behind it must roll back.
+  if (current && current.holder === req.holder && current.state !== 'released')
+    throw new LeaseEndedError(endedMessage(current));
   return {
     ...req,
     acquiredAtMs: nowMs,
@@ -152,8 +155,9 @@ function single(route: RouteShape): string | null {
  * Whether a route may be applied under the model's lease, and the lease afterwards.
  * - A route that splits traffic or mirrors needs the active lease of the claimed holder, and may
  *   only use the lease's champion and candidate.
- * - A route sending everything to one version ends the holder's lease (released); anyone else may
- *   only send everything to the lease's champion, which revokes the lease (an operator's rollback).
+ * - The holder sending everything back to the champion ends its lease (released); everything on the
+ *   candidate keeps it. Anyone else may only send everything to the lease's champion, which
+ *   revokes the lease (an operator's rollback).
  * - Under a lease that expired or was revoked, its holder can never route to the candidate again.
  * Throws ConflictError or LeaseEndedError with the reason.
  */
@@ -176,12 +180,15 @@ export function checkRoute(
         throw new ConflictError(
           `the lease of ${lease.holder} covers versions ${lease.champion} and ${lease.candidate}, not ${stranger}`,
         );
-      if (only === null) return lease;
+      // Everything back on the champion ends the lease (a rollback, or the end of shadow mode).
+      // All traffic on the candidate keeps it: the candidate is still being watched until the
+      // promotion releases the lease at its point of no return.
+      if (only !== lease.champion) return lease;
       return {
         ...lease,
         state: 'released',
         endedAtMs: nowMs,
-        reason: `its holder sent all traffic to ${only}`,
+        reason: `its holder sent all traffic back to ${only}`,
       };
     }
     if (only === lease.champion)
@@ -196,7 +203,8 @@ export function checkRoute(
     );
   }
   if (only === null) {
-    if (lease && claim === lease.holder) throw new LeaseEndedError(endedMessage(lease));
+    if (lease && claim === lease.holder && lease.state !== 'released')
+      throw new LeaseEndedError(endedMessage(lease));
     throw new ConflictError(
       'a route that splits traffic or mirrors it needs an active lease: PUT /admin/leases/<model> first, and name its holder in the route',
     );

@@ -114,9 +114,16 @@ describe('checkRoute', () => {
     expect(() => checkRoute(active(), split, 'someone-else', T0)).toThrow(ConflictError);
   });
 
-  it('ends the lease when its holder sends all traffic to one version', () => {
-    expect(checkRoute(active(), all('2'), REQ.holder, T0)?.state).toBe('released');
+  it('ends the lease when its holder sends all traffic back to the champion, and keeps it on the candidate', () => {
     expect(checkRoute(active(), all('1'), REQ.holder, T0)?.state).toBe('released');
+    expect(checkRoute(active(), all('2'), REQ.holder, T0)?.state).toBe('active');
+  });
+
+  it('lets its holder take a released lease again, and needs it for a split', () => {
+    const released = releaseLease(active(), REQ.holder, T0)!;
+    expect(() => checkRoute(released, split, REQ.holder, T0)).toThrow(ConflictError);
+    expect(() => checkRoute(released, split, REQ.holder, T0)).not.toThrow(LeaseEndedError);
+    expect(acquireLease(released, REQ, T0 + 1).state).toBe('active');
   });
 
   it('lets anyone send all traffic back to the champion, revoking the lease', () => {
