@@ -178,7 +178,13 @@ export class RunDir {
       );
     }
     await run.stopLeftovers();
-    const me: Owner = { pid: process.pid, startTicks: startTicks(process.pid), command: process.argv };
+    // The command line as /proc shows it (process.argv resolves `node` to a path and leaves out
+    // node's own flags, so it would not match at the next check).
+    const me: Owner = {
+      pid: process.pid,
+      startTicks: startTicks(process.pid),
+      command: cmdline(process.pid) ?? process.argv,
+    };
     writeFileSync(ownerFile, `${JSON.stringify(me)}\n`, { mode: 0o600 });
     if (!run.setpriv)
       say(

@@ -130,3 +130,20 @@ test('a folder in use by another live promote is refused, not cleaned', async ()
   // Once it is gone the folder is free again.
   await (await RunDir.claim(data, () => undefined)).release();
 });
+
+test('a folder claimed by another running promote process (started as `node` with flags) is refused', async () => {
+  const data = mkdtempSync(join(tmpdir(), 'promote-run-'));
+  // `node` found on PATH and node flags: its /proc command line differs from its process.argv.
+  const other = spawn('node', ['--import', 'tsx', join(__dirname, 'claim-fixture.ts'), data], {
+    detached: true,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  others.push(other);
+  await new Promise<void>((resolve, reject) => {
+    other.stdout.on('data', (d: Buffer) => d.toString().includes('claimed') && resolve());
+    other.on('exit', (code) => reject(new Error(`the fixture exited with ${code}`)));
+  });
+  await expect(RunDir.claim(data, () => undefined)).rejects.toThrow(`another promote (pid ${other.pid})`);
+  process.kill(-other.pid!, 'SIGKILL');
+  await waitGone(other.pid!);
+});
