@@ -4,7 +4,7 @@
  * start, which says so), model servers are adopted by the next start, and a SIGINT to the second
  * start leaves no process of either behind.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -127,6 +127,17 @@ test('a crashed dev up leaves nothing that blocks the next start, which says wha
     fetch(`${gateway}/admin/routes/fraud-detector`, { headers: { authorization: `Bearer ${t}` } });
   expect((await admin(token)).status).toBe(200);
   expect((await admin(env.PROMOTE_GATEWAY_TOKEN!)).status).toBe(401);
+
+  // A second start on the folder while the first runs is refused and touches nothing.
+  const again = spawnSync(join(ROOT, 'bin/promote'), ['dev', 'up', '--data', dir], {
+    env,
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  expect(again.status).toBe(3);
+  expect(again.stderr).toContain(`another promote (pid ${first.child.pid}) is running on ${dir}`);
+  expect(pidFiles()).toEqual(before);
+  expect((await admin(token)).status).toBe(200);
 
   // A child that does not die with promote, as one stuck in uninterruptible work would not:
   // MLflow's whole group is stopped (SIGSTOP), so the SIGTERM promote's death sends it waits.
