@@ -21,6 +21,18 @@ import { formatRecovery, recover } from './recovery';
 
 export const EXIT = { ok: 0, error: 1, invalid: 2, refused: 3, notFound: 4 } as const;
 
+/**
+ * Text from a hostile document on one line: control and line-separator characters (a key may hold
+ * a newline) escaped as in JSON, so every problem stays one `<file>: <path>: <message>` line.
+ */
+function oneLine(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, (c) => {
+    const escaped = JSON.stringify(c).slice(1, -1);
+    return escaped !== c ? escaped : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+  });
+}
+
 function defaultUser(): string {
   return process.env.PROMOTE_USER ?? process.env.USER ?? 'unknown';
 }
@@ -244,8 +256,9 @@ export async function runCli(argv: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT.ok : EXIT.invalid;
     if (err instanceof PlanError) {
+      const issues = err.issues.map((i) => ({ path: oneLine(i.path), message: oneLine(i.message) }));
       process.stderr.write(
-        `${formatIssues(err.issues)
+        `${formatIssues(issues)
           .split('\n')
           .map((l) => `${err.source}: ${l}`)
           .join('\n')}\n`,
@@ -262,5 +275,9 @@ export async function runCli(argv: string[]): Promise<number> {
 }
 
 if (require.main === module) {
-  void runCli(process.argv.slice(2)).then((code) => process.exit(code));
+  // Writes to a pipe are asynchronous: exit only once stdout and stderr have taken everything
+  // written (the empty writes call back after the writes before them), or long error lists are cut.
+  void runCli(process.argv.slice(2)).then((code) =>
+    process.stdout.write('', () => process.stderr.write('', () => process.exit(code))),
+  );
 }

@@ -15,7 +15,9 @@ import type { InProcessPlane } from '../providers/inprocess/plane';
 import { TrafficGenerator } from '../serving/traffic';
 import { addLocalPlane } from '../worker/local-plane';
 import type { PromotionStatus } from '../workflows/types';
+import { RunDir } from './children';
 import { startLocalStack, type LocalStack } from './local-stack';
+import { devPorts } from './ports';
 import { startDevStack, type DevStack } from './stack';
 
 export const DEMO_MODEL = 'fraud-detector';
@@ -157,14 +159,20 @@ export interface DemoOptions {
 export async function runDemo(opts: DemoOptions): Promise<number> {
   const dataDir = resolve(opts.dataDir);
   const logger = createLogger('promote-demo');
+  const ports = devPorts();
+  const note = (line: string) => process.stderr.write(`promote: ${line}\n`);
+  const run = await RunDir.claim(dataDir, note);
   let local: LocalStack | null = null;
   let stack: DevStack | null = null;
   let traffic: TrafficGenerator | null = null;
-  const stopAll = async () => {
-    traffic?.stop();
-    await stack?.stop();
-    await local?.stop();
-  };
+  let stopping: Promise<void> | null = null;
+  const stopAll = () =>
+    (stopping ??= (async () => {
+      traffic?.stop();
+      await stack?.stop();
+      await local?.stop();
+      await run.release();
+    })());
   const interrupt = () => {
     say('\nstopping...');
     void stopAll().then(() => process.exit(130));
@@ -177,7 +185,15 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       // The in-process demo owns its plane: a fresh one each run, so v1 is the champion again.
       const stateDir = join(dataDir, 'demo-inprocess');
       rmSync(stateDir, { recursive: true, force: true });
-      stack = await startDevStack({ dataDir, taskQueue: 'promote-demo', trafficRate: 200, stateDir });
+      stack = await startDevStack({
+        dataDir,
+        taskQueue: 'promote-demo',
+        trafficRate: 200,
+        stateDir,
+        port: ports.temporal,
+        uiPort: ports.ui,
+        launcher: run.launch,
+      });
       seedDemo(stack.plane);
       const cases = [
         { version: 'v2', expected: 'succeeded', story: 'a genuine improvement' },
@@ -196,7 +212,15 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
         },
       );
     } else {
-      local = await startLocalStack({ dataDir, model: DEMO_MODEL, logger });
+      local = await startLocalStack({
+        dataDir,
+        model: DEMO_MODEL,
+        logger,
+        run,
+        mlflowPort: ports.mlflow,
+        gatewayPort: ports.gateway,
+        say: note,
+      });
       const plane = local.plane;
       // Back to the starting point: version 1 is the champion and serves all traffic.
       await plane.registry.setAlias(DEMO_MODEL, 'champion', '1');
@@ -204,14 +228,20 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       await plane.serving.deploy(DEMO_MODEL, '1');
       await plane.serving.setWeights(DEMO_MODEL, { '1': 100 }, 'header:x-entity-id');
       for (const r of plane.supervisor.list(DEMO_MODEL))
-        if (r.version !== '1') await plane.serving.decommission(DEMO_MODEL, r.version);
+        if (r.version !== '1') {
+          const was = plane.supervisor.running(r)
+            ? `stopped the model server`
+            : `forgot the dead model server`;
+          await plane.serving.decommission(DEMO_MODEL, r.version);
+          note(`${was} of ${r.model}/${r.version} (pid ${r.pid}) left by an earlier run`);
+        }
       const generator = (traffic = new TrafficGenerator({
         gatewayUrl: local.gatewayUrl,
         model: DEMO_MODEL,
         holdout: plane.datasets.holdout(DEMO_MODEL),
         ratePerSec: 40,
         labelDelayMs: 2000,
-        ingestToken: local.ingestToken,
+        ingestToken: local.tokens.ingestToken,
         logger,
       }).start());
       say(
@@ -222,6 +252,9 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
         dataDir,
         taskQueue: 'promote-demo',
         trafficRate: 0,
+        port: ports.temporal,
+        uiPort: ports.ui,
+        launcher: run.launch,
         extendCatalog: (catalog) => addLocalPlane(catalog, l.plane),
       });
       const cases = [

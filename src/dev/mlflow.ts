@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, openSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { stopProcess } from './temporal';
+import { plainLauncher, type Launcher } from './children';
 
 export function pythonEnv(): string {
   const env = process.env.PROMOTE_PYTHON_ENV;
@@ -27,6 +27,8 @@ export async function startMlflowServer(opts: {
   dataDir: string;
   port: number;
   host?: string;
+  /** How the server process is started; default a plain child process. */
+  launcher?: Launcher;
 }): Promise<MlflowServer> {
   const host = opts.host ?? '127.0.0.1';
   const dataDir = resolve(opts.dataDir);
@@ -38,9 +40,11 @@ export async function startMlflowServer(opts: {
     throw new Error(`port ${opts.port} on ${host} is already in use (an MLflow server from an earlier run?)`);
   mkdirSync(dataDir, { recursive: true });
   const log = openSync(join(dataDir, 'server.log'), 'a');
-  const child = spawn(
-    join(pythonEnv(), 'bin', 'mlflow'),
-    [
+  const launched = (opts.launcher ?? plainLauncher)({
+    name: 'mlflow',
+    label: 'MLflow server',
+    command: join(pythonEnv(), 'bin', 'mlflow'),
+    args: [
       'server',
       '--backend-store-uri',
       `sqlite:///${join(dataDir, 'mlflow.db')}`,
@@ -53,29 +57,33 @@ export async function startMlflowServer(opts: {
       '--workers',
       '1',
     ],
-    { stdio: ['ignore', log, log], env: { ...process.env, MLFLOW_TRACKING_URI: '' } },
-  );
+    stdio: ['ignore', log, log],
+    env: { ...process.env, MLFLOW_TRACKING_URI: '' },
+  });
+  const child = launched.process;
   const url = `http://${host}:${opts.port}`;
   const state: { exited: string | null } = { exited: null };
   child.on('exit', (code, signal) => (state.exited = `exited with ${signal ?? code}`));
   const deadline = Date.now() + 90_000;
   for (;;) {
-    if (state.exited)
+    if (state.exited) {
+      await launched.stop();
       throw new Error(`the MLflow server ${state.exited}; see ${join(dataDir, 'server.log')}`);
+    }
     try {
       if ((await fetch(`${url}/health`, { signal: AbortSignal.timeout(1000) })).ok) break;
     } catch {
       // not up yet
     }
     if (Date.now() > deadline) {
-      await stopProcess(child);
+      await launched.stop();
       throw new Error(
         `the MLflow server at ${url} did not answer within 90s; see ${join(dataDir, 'server.log')}`,
       );
     }
     await new Promise((r) => setTimeout(r, 250));
   }
-  return { url, process: child, stop: () => stopProcess(child) };
+  return { url, process: child, stop: () => launched.stop() };
 }
 
 /** Runs python/train.py: trains and registers the demo model family (skips existing versions). */

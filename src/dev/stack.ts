@@ -9,6 +9,7 @@ import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporal
 import { createLogger } from '../common/logger';
 import { inProcessStack, type InProcessStack } from '../worker/composition';
 import { createPromotionWorker } from '../worker/worker';
+import type { Launcher } from './children';
 import { ensureSearchAttributes, startDevServer, type DevServer } from './temporal';
 
 export interface DevStackOptions {
@@ -21,6 +22,8 @@ export interface DevStackOptions {
   stateDir?: string;
   /** Adds providers (e.g. the local serving plane) to the worker's catalog before it starts. */
   extendCatalog?: (catalog: InProcessStack['catalog']) => void;
+  /** How the Temporal dev server is started (the embedded stack records it in a pid file). */
+  launcher?: Launcher;
 }
 
 export interface DevStack extends InProcessStack {
@@ -65,6 +68,7 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
       uiPort,
       dbFile,
       logFile: join(opts.dataDir, 'temporal', 'server.log'),
+      launcher: opts.launcher,
     });
     connection = await Connection.connect({ address });
   }
@@ -81,6 +85,10 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
     taskQueue: opts.taskQueue,
     catalog: stack.catalog,
     shutdownGraceTime: '5s',
+    // A prebuilt bundle (as for the worker process) saves bundling the workflows at every start.
+    ...(process.env.PROMOTE_WORKFLOW_BUNDLE
+      ? { workflowBundle: { codePath: process.env.PROMOTE_WORKFLOW_BUNDLE } }
+      : {}),
   });
   const running = worker.run();
   const client = new Client({ connection, namespace: 'default' });

@@ -3,12 +3,15 @@
  * the UI, and the promotion search attributes registered (also on an existing database, where the
  * start-up flags do not add new ones).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { Connection } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { SEARCH_ATTRIBUTES } from '../workflows/search';
+import { plainLauncher, stopProcess, type Launcher } from './children';
+
+export { stopProcess };
 
 const TYPE_NAMES: Record<string, string> = {
   KEYWORD: 'Keyword',
@@ -36,6 +39,8 @@ export interface DevServerOptions {
   namespace?: string;
   /** Where the server's output goes (a file), or 'ignore'. */
   logFile?: string;
+  /** How the server process is started; default a plain child process. */
+  launcher?: Launcher;
 }
 
 export interface DevServer {
@@ -69,21 +74,33 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
   for (const sa of SEARCH_ATTRIBUTES) args.push('--search-attribute', `${sa.name}=${TYPE_NAMES[sa.type]}`);
   const out = opts.logFile ? openSync(opts.logFile, 'a') : 'ignore';
   if (!existsSync(opts.cliPath)) throw new Error(`Temporal CLI not found at ${opts.cliPath}`);
-  const child = spawn(opts.cliPath, args, { stdio: ['ignore', out, out] });
+  const launched = (opts.launcher ?? plainLauncher)({
+    name: 'temporal',
+    label: 'Temporal dev server',
+    command: opts.cliPath,
+    args,
+    stdio: ['ignore', out, out],
+  });
+  const child = launched.process;
   const address = `${ip}:${opts.port}`;
   let exited: string | null = null;
   child.on('exit', (code, signal) => (exited = `exited with ${signal ?? code}`));
-  const connection = await waitForServer(address, () => exited, opts.logFile);
   try {
-    await ensureSearchAttributes(connection, namespace);
-  } finally {
-    await connection.close();
+    const connection = await waitForServer(address, () => exited, opts.logFile);
+    try {
+      await ensureSearchAttributes(connection, namespace);
+    } finally {
+      await connection.close();
+    }
+  } catch (err) {
+    await launched.stop();
+    throw err;
   }
   return {
     address,
     uiUrl: opts.uiPort ? `http://${ip === '0.0.0.0' ? 'localhost' : ip}:${opts.uiPort}` : null,
     process: child,
-    stop: () => stopProcess(child),
+    stop: () => launched.stop(),
   };
 }
 
@@ -126,16 +143,4 @@ export async function ensureSearchAttributes(connection: Connection, namespace: 
     });
   }
   return missing.map((sa) => sa.name);
-}
-
-export function stopProcess(child: ChildProcess, graceMs = 10_000): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    child.kill('SIGTERM');
-  });
 }

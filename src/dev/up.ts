@@ -1,10 +1,19 @@
-/** `promote dev up`: the embedded stack in the foreground, by default with the local serving plane. */
+/**
+ * `promote dev up`: the embedded stack in the foreground, by default with the local serving plane.
+ * Its children (Temporal, MLflow, the gateway) stop with it, even when it is killed; whatever an
+ * earlier crashed run left is stopped (or, for model servers, adopted) at the next start, which
+ * says so. Ports: see ./ports.ts.
+ */
 import { createLogger } from '../common/logger';
 import { TrafficGenerator } from '../serving/traffic';
 import { addLocalPlane } from '../worker/local-plane';
+import { RunDir } from './children';
 import { DEMO_MODEL } from './demo';
 import { startLocalStack, type LocalStack } from './local-stack';
+import { devPorts } from './ports';
 import { startDevStack, type DevStack } from './stack';
+
+const say = (line: string) => process.stderr.write(`promote: ${line}\n`);
 
 export async function startDevUp(opts: {
   dataDir: string;
@@ -12,24 +21,45 @@ export async function startDevUp(opts: {
   inprocess: boolean;
 }): Promise<{ summary: string; stop(): Promise<void> }> {
   const taskQueue = process.env.PROMOTE_TASK_QUEUE ?? 'promote';
-  if (opts.inprocess) {
-    const stack = await startDevStack({ dataDir: opts.dataDir, taskQueue, trafficRate: opts.trafficRate });
-    return {
-      summary: `Temporal at ${stack.address}, UI ${stack.uiUrl}; in-process plane; worker on task queue ${taskQueue}. Ctrl-C stops.`,
-      stop: () => stack.stop(),
-    };
-  }
+  const ports = devPorts();
+  const run = await RunDir.claim(opts.dataDir, say);
   const logger = createLogger('promote-dev');
   let local: LocalStack | null = null;
   let stack: DevStack | null = null;
   let traffic: TrafficGenerator | null = null;
-  const stop = async () => {
-    traffic?.stop();
-    await stack?.stop();
-    await local?.stop();
-  };
+  let stopped: Promise<void> | null = null;
+  const stop = () =>
+    (stopped ??= (async () => {
+      traffic?.stop();
+      await stack?.stop();
+      await local?.stop();
+      await run.release();
+    })());
+  const address = ports.temporal === 7233 ? '' : `TEMPORAL_ADDRESS=127.0.0.1:${ports.temporal} `;
   try {
-    local = await startLocalStack({ dataDir: opts.dataDir, model: DEMO_MODEL, logger });
+    if (opts.inprocess) {
+      stack = await startDevStack({
+        dataDir: opts.dataDir,
+        taskQueue,
+        trafficRate: opts.trafficRate,
+        port: ports.temporal,
+        uiPort: ports.ui,
+        launcher: run.launch,
+      });
+      return {
+        summary: `Temporal at ${stack.address}, UI ${stack.uiUrl}; in-process plane; worker on task queue ${taskQueue}. Ctrl-C stops.`,
+        stop,
+      };
+    }
+    local = await startLocalStack({
+      dataDir: opts.dataDir,
+      model: DEMO_MODEL,
+      logger,
+      run,
+      mlflowPort: ports.mlflow,
+      gatewayPort: ports.gateway,
+      say,
+    });
     const plane = local.plane;
     // The champion serves traffic from the start (version 1 unless an earlier promotion moved it).
     const champion = (await plane.registry.getAlias(DEMO_MODEL, 'champion')) ?? '1';
@@ -43,7 +73,7 @@ export async function startDevUp(opts: {
       holdout: plane.datasets.holdout(DEMO_MODEL),
       ratePerSec: opts.trafficRate,
       labelDelayMs: 2000,
-      ingestToken: local.ingestToken,
+      ingestToken: local.tokens.ingestToken,
       logger,
     }).start();
     const l = local;
@@ -51,14 +81,17 @@ export async function startDevUp(opts: {
       dataDir: opts.dataDir,
       taskQueue,
       trafficRate: 0,
+      port: ports.temporal,
+      uiPort: ports.ui,
+      launcher: run.launch,
       extendCatalog: (catalog) => addLocalPlane(catalog, l.plane),
     });
     return {
       summary: [
         `Temporal at ${stack.address}, UI ${stack.uiUrl}; worker on task queue ${taskQueue}`,
-        `MLflow ${local.mlflow.url}; gateway ${local.gatewayUrl} (admin token: PROMOTE_GATEWAY_TOKEN or promote-dev-token)`,
+        `MLflow ${local.mlflow.url}; gateway ${local.gatewayUrl} (admin token in ${local.tokens.adminTokenFile}, label ingest token in ${local.tokens.ingestTokenFile})`,
         `${DEMO_MODEL}: champion version ${champion}; ${opts.trafficRate} requests/s replayed through the gateway`,
-        `try: bin/promote start --model ${DEMO_MODEL} --version 2 --plan examples/demo-local.yaml --as ci. Ctrl-C stops everything.`,
+        `try: ${address}bin/promote start --model ${DEMO_MODEL} --version 2 --plan examples/demo-local.yaml --as ci. Ctrl-C stops everything.`,
       ].join('\n'),
       stop,
     };

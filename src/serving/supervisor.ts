@@ -3,12 +3,18 @@
  * own free port. Servers run in their own process groups and outlive the worker; their records are
  * persisted, so a restarted worker adopts the running servers instead of starting duplicates.
  * A monitor restarts a server that died. deploy and decommission are idempotent.
+ *
+ * A model server runs candidate code: it starts with a minimal environment (see modelServerEnv),
+ * so no promote, Temporal, database or cloud secret of the worker reaches it. A recorded pid is
+ * only trusted, and its process group only signalled, while /proc shows it still serves the
+ * recorded version: a pid reused by another process after a reboot is never adopted or killed.
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, openSync } from 'node:fs';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import type { Logger } from '../common/logger';
 import { freePort } from '../common/net';
+import { alive, cmdline, hasProc, stopGroup } from '../common/processes';
 import { JsonFile } from '../providers/inprocess/store';
 
 export interface ServerRecord {
@@ -37,13 +43,35 @@ export interface SupervisorOptions {
 
 const key = (model: string, version: string) => `${model}/${version}`;
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
+/** Variables a model server inherits from the worker besides PATH: locale, home, temp, time zone. */
+const PASSED_THROUGH = ['HOME', 'LANG', 'LANGUAGE', 'TMPDIR', 'TZ'];
+
+/**
+ * The whole environment of a model server: PATH with the Python environment's bin first (mlflow
+ * runs `bash -c "exec uvicorn ..."`, so bash and uvicorn must be found), the tracking URI it loads
+ * `models:/` from, and HOME, LANG, LANGUAGE, LC_*, TMPDIR, TZ when set. Nothing else: credentials
+ * of the worker (tokens, API keys, database URLs and passwords) stay out of candidate code.
+ */
+export function modelServerEnv(
+  parent: NodeJS.ProcessEnv,
+  pythonEnv: string,
+  trackingUri: string,
+): Record<string, string> {
+  const env: Record<string, string> = {
+    PATH: [join(pythonEnv, 'bin'), parent.PATH || '/usr/local/bin:/usr/bin:/bin'].join(delimiter),
+    MLFLOW_TRACKING_URI: trackingUri,
+  };
+  for (const [name, value] of Object.entries(parent))
+    if (value !== undefined && (PASSED_THROUGH.includes(name) || name.startsWith('LC_'))) env[name] = value;
+  return env;
+}
+
+/** What became of the servers recorded by an earlier worker, as `reconcile` found them. */
+export interface Reconciled {
+  /** Still running the recorded version: kept and used. */
+  adopted: ServerRecord[];
+  /** Gone (or their pid now belongs to another process): restarted by the monitor or the next deploy. */
+  gone: ServerRecord[];
 }
 
 export class ModelServerSupervisor {
@@ -88,9 +116,33 @@ export class ModelServerSupervisor {
     return work;
   }
 
+  /**
+   * Whether the record's process is alive and still serves the recorded version on the recorded
+   * port (checked in /proc where there is one).
+   */
+  running(record: ServerRecord): boolean {
+    if (!alive(record.pid)) return false;
+    if (!hasProc) return true;
+    const argv = cmdline(record.pid);
+    return (
+      argv !== null &&
+      argv.includes(`models:/${record.model}/${record.version}`) &&
+      argv.includes(String(record.port))
+    );
+  }
+
+  /** Sorts the recorded servers into adopted and gone (the stack says which at start). */
+  reconcile(): Reconciled {
+    const all = Object.values(this.records);
+    return {
+      adopted: all.filter((r) => this.running(r)),
+      gone: all.filter((r) => !this.running(r)),
+    };
+  }
+
   private async ensure(model: string, version: string): Promise<ServerRecord> {
     const existing = this.records[key(model, version)];
-    if (existing && alive(existing.pid)) {
+    if (existing && this.running(existing)) {
       await this.waitHealthy(existing);
       return existing;
     }
@@ -102,9 +154,8 @@ export class ModelServerSupervisor {
     const logDir = join(this.opts.stateDir, 'logs');
     mkdirSync(logDir, { recursive: true });
     const log = openSync(join(logDir, `${model}-${version}.log`), 'a');
-    const bin = join(this.opts.pythonEnv, 'bin');
     const child = spawn(
-      join(bin, 'mlflow'),
+      join(this.opts.pythonEnv, 'bin', 'mlflow'),
       [
         'models',
         'serve',
@@ -121,11 +172,7 @@ export class ModelServerSupervisor {
         // Its own process group, so it outlives the worker and is stopped as a whole.
         detached: true,
         stdio: ['ignore', log, log],
-        env: {
-          ...process.env,
-          PATH: `${bin}:${process.env.PATH ?? ''}`,
-          MLFLOW_TRACKING_URI: this.opts.trackingUri,
-        },
+        env: modelServerEnv(process.env, this.opts.pythonEnv, this.opts.trackingUri),
       },
     );
     child.unref();
@@ -188,27 +235,22 @@ export class ModelServerSupervisor {
     if (!record) return;
     delete this.records[key(model, version)];
     this.save();
-    await this.kill(record.pid);
+    await this.kill(record);
     this.opts.logger.info({ model, version, port: record.port }, 'model server stopped');
   }
 
-  private async kill(pid: number): Promise<void> {
-    const signal = (s: NodeJS.Signals) => {
-      try {
-        process.kill(-pid, s);
-      } catch {
-        // already gone
-      }
-    };
-    signal('SIGTERM');
-    for (let i = 0; i < 40 && alive(pid); i++) await new Promise((r) => setTimeout(r, 250));
-    signal('SIGKILL');
+  private async kill(record: ServerRecord): Promise<void> {
+    // A live pid that no longer serves the record is another process now: leave it alone. A dead
+    // leader's group may still hold its children (uvicorn); Linux does not reuse a pid while a
+    // group of that id exists, so that group is still this server's.
+    if (alive(record.pid) && !this.running(record)) return;
+    await stopGroup(record.pid, 10_000);
   }
 
   /** Restarts servers whose process died (the monitor calls this). */
   async heal(): Promise<void> {
     for (const record of Object.values(this.records)) {
-      if (alive(record.pid) || this.pending.has(key(record.model, record.version))) continue;
+      if (this.running(record) || this.pending.has(key(record.model, record.version))) continue;
       this.opts.logger.warn(
         { model: record.model, version: record.version, pid: record.pid },
         'model server died; restarting',

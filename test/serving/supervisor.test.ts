@@ -3,6 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
+import { environ, groupMembers } from '../../src/common/processes';
 import { pythonEnv } from '../../src/dev/mlflow';
 import { ModelServerSupervisor } from '../../src/serving/supervisor';
 import { invocationBody, startMlflowFixture, type MlflowFixture } from '../helpers/mlflow';
@@ -96,3 +97,38 @@ test('decommission stops the server and is idempotent', async () => {
   expect(await s.healthy(record)).toBe(false);
   expect(servingProcesses('1')).toBe(0);
 }, 60_000);
+
+test('a model server starts with a minimal environment: no secret of the worker reaches candidate code', async () => {
+  const secrets = {
+    PROMOTE_GATEWAY_TOKEN: 'secret-gateway-token',
+    PROMOTE_INGEST_TOKEN: 'secret-ingest-token',
+    TEMPORAL_API_KEY: 'secret-temporal-key',
+    PGPASSWORD: 'secret-pg-password',
+    DATABASE_URL: 'postgres://promote:secret@127.0.0.1/promote',
+    AWS_SECRET_ACCESS_KEY: 'secret-aws-key',
+  };
+  const saved = { ...process.env };
+  Object.assign(process.env, secrets);
+  let record;
+  try {
+    record = await supervisors[supervisors.length - 1]!.deploy(mlflow.model, '2');
+  } finally {
+    for (const name of Object.keys(secrets)) delete process.env[name];
+    Object.assign(process.env, saved);
+  }
+  expect(await supervisors[supervisors.length - 1]!.healthy(record)).toBe(true);
+  // Every process of the server's group: mlflow's launcher and the uvicorn it execs.
+  const members = groupMembers(record.pid);
+  expect(members.length).toBeGreaterThanOrEqual(2);
+  for (const pid of members) {
+    const entries = environ(pid)!;
+    const names = entries.map((e) => e.slice(0, e.indexOf('=')));
+    for (const name of Object.keys(secrets)) expect(names).not.toContain(name);
+    for (const value of Object.values(secrets)) expect(entries.join('\n')).not.toContain(value);
+  }
+  // The launcher's own environment is exactly the allowed one (mlflow adds its own to uvicorn's).
+  const launcher = environ(record.pid)!.map((e) => e.slice(0, e.indexOf('=')));
+  for (const name of launcher)
+    expect(name).toMatch(/^(PATH|MLFLOW_TRACKING_URI|HOME|LANG|LANGUAGE|TMPDIR|TZ|LC_\w+)$/);
+  await supervisors[supervisors.length - 1]!.decommission(mlflow.model, '2');
+}, 120_000);
