@@ -139,9 +139,13 @@ export function crossFieldIssues(doc: unknown): Issue[] {
 export function checkPlan(doc: unknown): { plan: Plan; issues: [] } | { plan: undefined; issues: Issue[] } {
   const parsed = planSchema.safeParse(doc);
   const issues = [...(parsed.success ? [] : zodIssues(parsed.error)), ...crossFieldIssues(doc)];
-  const unique = issues.filter(
-    (a, i) => issues.findIndex((b) => b.path === a.path && b.message === a.message) === i,
-  );
+  const seen = new Set<string>();
+  const unique = issues.filter((i) => {
+    const key = `${i.path}\u0000${i.message}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
   if (parsed.success && unique.length === 0) return { plan: parsed.data, issues: [] };
   return { plan: undefined, issues: unique };
 }
