@@ -54,7 +54,9 @@ async function until<T>(
 }
 
 test('terminate mid-canary: the lease returns traffic, start is refused, recover repairs the rest', async () => {
-  expect(f.cli('start', '--model', f.model, '--version', '2', '--plan', planFile, '--as', 'ci').code).toBe(0);
+  expect(
+    (await f.cli('start', '--model', f.model, '--version', '2', '--plan', planFile, '--as', 'ci')).code,
+  ).toBe(0);
   await waitForStatus(f.promotions, f.model, (s) => s.trafficPercent === 30, 120_000);
   expect(await route()).toEqual({ '1': 70, '2': 30 });
 
@@ -82,12 +84,22 @@ test('terminate mid-canary: the lease returns traffic, start is refused, recover
   expect((await f.plane.registry.getVersion(f.model, '2')).tags['promotion.phase']).toBe('staging');
   expect(f.servers('2')).toBe(1);
 
-  const refused = f.cli('start', '--model', f.model, '--version', '2', '--plan', planFile, '--as', 'ci');
+  const refused = await f.cli(
+    'start',
+    '--model',
+    f.model,
+    '--version',
+    '2',
+    '--plan',
+    planFile,
+    '--as',
+    'ci',
+  );
   expect(refused.code).toBe(3);
   expect(refused.stderr).toMatch(/ended TERMINATED in canary with 30% on 2.*promote recover/);
 
-  const recovered = f.cli('recover', f.model, '--reason', 'terminated by mistake', '--as', 'oncall');
-  expect(recovered).toMatchObject({ code: 0 });
+  const recovered = await f.cli('recover', f.model, '--reason', 'terminated by mistake', '--as', 'oncall');
+  expect({ code: recovered.code, stderr: recovered.stderr }).toMatchObject({ code: 0, stderr: '' });
   expect(recovered.stdout).toMatch(/fixed registry: challenger -> none/);
   expect(recovered.stdout).toMatch(/fixed serving: 2 decommissioned/);
   expect(recovered.stdout).toMatch(/consistent/);
@@ -106,7 +118,7 @@ test('terminate mid-canary: the lease returns traffic, start is refused, recover
   );
 
   // Idempotent: nothing left to fix but the tags.
-  const again = f.cli('recover', f.model, '--reason', 'checking', '--as', 'oncall', '--json');
+  const again = await f.cli('recover', f.model, '--reason', 'checking', '--as', 'oncall', '--json');
   expect(again.code).toBe(0);
   const report = JSON.parse(again.stdout) as {
     consistent: boolean;
@@ -118,9 +130,11 @@ test('terminate mid-canary: the lease returns traffic, start is refused, recover
   ]);
 
   // Repaired: a new promotion starts (and is aborted here).
-  expect(f.cli('start', '--model', f.model, '--version', '2', '--plan', planFile, '--as', 'ci').code).toBe(0);
+  expect(
+    (await f.cli('start', '--model', f.model, '--version', '2', '--plan', planFile, '--as', 'ci')).code,
+  ).toBe(0);
   await waitForStatus(f.promotions, f.model, (s) => s.phase !== 'staging', 120_000);
-  expect(f.cli('abort', f.model, '--as', 'oncall', '--reason', 'done checking').code).toBe(0);
+  expect((await f.cli('abort', f.model, '--as', 'oncall', '--reason', 'done checking')).code).toBe(0);
   expect((await f.promotions.result(f.model)).outcome).toBe('aborted');
   expect(await route()).toEqual({ '1': 100 });
 }, 300_000);

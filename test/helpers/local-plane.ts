@@ -4,7 +4,7 @@
  * traffic, and the worker as its own process; the `promote` CLI run as a process with the same
  * environment. One definition for every e2e file.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -42,7 +42,7 @@ export interface LocalPlaneFixture {
   /** SIGKILLs the worker process and starts a new one. */
   killWorker(): Promise<void>;
   /** The `promote` CLI as a process with the worker's environment. */
-  cli(...args: string[]): { code: number; stdout: string; stderr: string };
+  cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
   /** `mlflow models serve` processes of this fixture's model and a version. */
   servers(version: string): number;
   close(): Promise<void>;
@@ -132,19 +132,18 @@ export async function startLocalPlaneFixture(name: string): Promise<LocalPlaneFi
       await new Promise((r) => worker.once('exit', r));
       worker = spawnWorker();
     },
-    cli: (...args: string[]) => {
-      try {
-        const stdout = execFileSync(
+    // Asynchronous on purpose: the gateway runs in this process, and a CLI command that waits for
+    // the worker (recover) would deadlock a synchronous child call.
+    cli: (...args: string[]) =>
+      new Promise((resolve) => {
+        execFile(
           process.execPath,
           ['--import', 'tsx', join(ROOT, 'src/client/main.ts'), ...args],
-          { env: env(), encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] },
+          { env: env(), encoding: 'utf8' },
+          (err, stdout, stderr) =>
+            resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
         );
-        return { code: 0, stdout, stderr: '' };
-      } catch (err) {
-        const e = err as { status: number; stdout: string; stderr: string };
-        return { code: e.status, stdout: e.stdout, stderr: e.stderr };
-      }
-    },
+      }),
     servers: (version: string) =>
       execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })
         .split('\n')
