@@ -57,13 +57,7 @@ export interface VersionRecord extends ModelVersion {
 
 /** Provider calls a test can make fail (see `setOutage`). */
 export type OutageCall =
-  | 'setAlias'
-  | 'deploy'
-  | 'decommission'
-  | 'setWeights'
-  | 'setShadow'
-  | 'setPolicy'
-  | 'lease';
+  'setAlias' | 'deploy' | 'decommission' | 'setWeights' | 'setShadow' | 'setPolicy' | 'lease';
 
 export interface Operation {
   seq: number;
