@@ -389,6 +389,16 @@ test('1,000 generated plan files: exit 0, or exit 2 with `<file>: <path>: <messa
   expect(codes.get(2)).toBeGreaterThan(0);
 }, 300_000);
 
+// bin/promote builds dist/ on first use and says so on stderr: build before measuring its output.
+beforeAll(() => {
+  const r = spawnSync('bash', ['-c', 'source scripts/lib.sh && ensure_build'], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    timeout: 300_000,
+  });
+  if (r.status !== 0) throw new Error(`building dist/ failed: ${r.stderr}`);
+}, 300_000);
+
 test('30 generated plan files through the real bin/promote process', () => {
   const samples = fc.sample(cases, { numRuns: 30, seed: 7 });
   for (const c of samples) {
