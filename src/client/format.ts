@@ -19,6 +19,24 @@ export function formatStatus(s: PromotionStatus): string {
     );
   }
   for (const c of s.lastChecks) lines.push(`check:    ${c.subject}: ${c.verdict} (${c.evidence})`);
+  if (s.lease) {
+    const trouble =
+      s.lease.failures > 0 ? `; ${s.lease.failures} renewal(s) failed: ${s.lease.lastError}` : '';
+    lines.push(
+      `lease:    held, renewed ${s.lease.renewedAt} (expires ${s.lease.ttlMs / 1000}s after a renewal)${trouble}`,
+    );
+  }
+  if (s.compensation) {
+    const c = s.compensation;
+    lines.push(`failing:  ${c.step}: ${c.attempts} attempt(s) since ${c.since}, retrying: ${c.error}`);
+  }
+  if (s.refusalsTotal > 0) {
+    lines.push(`refused:  ${s.refusalsTotal} message(s), latest:`);
+    for (const r of s.refusals.slice(0, 3))
+      lines.push(
+        `  ${r.last.slice(11, 19)} ${r.what} by ${r.who}: ${r.why}${r.count > 1 ? ` (x${r.count})` : ''}`,
+      );
+  }
   lines.push(`plan:     ${s.planHash.slice(0, 19)}  started by ${s.startedBy} at ${s.startedAt}`);
   lines.push('decisions:');
   if (s.decisionsDropped > 0) lines.push(`  (${s.decisionsDropped} older entries dropped)`);

@@ -158,6 +158,8 @@ export interface DemoOptions {
 
 export async function runDemo(opts: DemoOptions): Promise<number> {
   const dataDir = resolve(opts.dataDir);
+  // Structured logs to a file: the terminal gets human lines only.
+  process.env.PROMOTE_LOG_FILE ??= join(dataDir, 'logs', 'promote.log');
   const logger = createLogger('promote-demo');
   const ports = devPorts();
   const note = (line: string) => process.stderr.write(`promote: ${line}\n`);

@@ -4,6 +4,7 @@
  * earlier crashed run left is stopped (or, for model servers, adopted) at the next start, which
  * says so. Ports: see ./ports.ts.
  */
+import { join, resolve } from 'node:path';
 import { createLogger } from '../common/logger';
 import { TrafficGenerator } from '../serving/traffic';
 import { addLocalPlane } from '../worker/local-plane';
@@ -23,6 +24,8 @@ export async function startDevUp(opts: {
   const taskQueue = process.env.PROMOTE_TASK_QUEUE ?? 'promote';
   const ports = devPorts();
   const run = await RunDir.claim(opts.dataDir, say);
+  // Structured logs to a file: the terminal gets human lines only.
+  process.env.PROMOTE_LOG_FILE ??= join(resolve(opts.dataDir), 'logs', 'promote.log');
   const logger = createLogger('promote-dev');
   let local: LocalStack | null = null;
   let stack: DevStack | null = null;
@@ -91,6 +94,7 @@ export async function startDevUp(opts: {
         `Temporal at ${stack.address}, UI ${stack.uiUrl}; worker on task queue ${taskQueue}`,
         `MLflow ${local.mlflow.url}; gateway ${local.gatewayUrl} (admin token in ${local.tokens.adminTokenFile}, label ingest token in ${local.tokens.ingestTokenFile})`,
         `${DEMO_MODEL}: champion version ${champion}; ${opts.trafficRate} requests/s replayed through the gateway`,
+        `structured logs: ${process.env.PROMOTE_LOG_FILE}`,
         `try: ${address}bin/promote start --model ${DEMO_MODEL} --version 2 --plan examples/demo-local.yaml --as ci. Ctrl-C stops everything.`,
       ].join('\n'),
       stop,
