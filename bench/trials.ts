@@ -113,7 +113,7 @@ function planFaults(
         ? 1
         : 0;
   for (let i = 0; i < kills; i++)
-    out.push({ kind: 'worker_sigkill', delayMs: rng.between(2000, 60_000), downMs: rng.between(500, 6000) });
+    out.push({ kind: 'worker_sigkill', delayMs: rng.between(2000, 60_000), downMs: rng.between(500, 4000) });
   return out;
 }
 

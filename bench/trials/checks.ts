@@ -124,7 +124,9 @@ export async function checkConsistency(stack: TrialStack, e: Expectation): Promi
       const v = g.version ?? '?';
       perVersion.set(v, (perVersion.get(v) ?? 0) + 1);
       if (!records.some((r) => r.pid === g.pgid))
-        problems.push(`orphan: process group ${g.pgid} (${g.model ?? '?'}/${v}, pids ${g.pids.join(' ')})`);
+        problems.push(
+          `orphan: process group ${g.pgid} (${g.model ?? '?'}/${v}, pids ${g.pids.join(' ')}: ${g.command})`,
+        );
     }
     for (const [v, n] of perVersion) if (n > 1) problems.push(`${n} process groups serve ${v}`);
     add(

@@ -1,7 +1,9 @@
 /**
  * The model servers of this trial as the supervisor records them (servers.json) and as /proc shows
- * them. A model server gets `MLFLOW_TRACKING_URI=<this trial's MLflow>` in its environment
- * (src/serving/supervisor.ts), which no other process on the machine carries: that is how its
+ * them. A model server gets `MLFLOW_TRACKING_URI=<this trial's MLflow>` in its minimal environment
+ * (src/serving/supervisor.ts), which no process outside this trial carries; inside it, the MLflow
+ * server's own helper processes carry it too, but they also carry the pid-file marker of the
+ * harness's children (PROMOTE_DEV_CHILD), which model servers never get. That is how model server
  * processes are found, grouped by process group, without matching anything by name.
  */
 import { readdirSync, readFileSync } from 'node:fs';
@@ -27,6 +29,8 @@ export interface ServerGroup {
   /** The version its processes serve (`models:/<model>/<version>` in an argv), null if none says. */
   model: string | null;
   version: string | null;
+  /** The argv of its first process, shortened (for reports). */
+  command: string;
 }
 
 /** Live process groups whose processes run with this trial's tracking URI. */
@@ -41,13 +45,20 @@ export function serverGroups(trackingUri: string): ServerGroup[] {
   }
   for (const entry of entries) {
     const pid = Number(entry);
-    if (pid === process.pid || !(environ(pid)?.includes(tag) ?? false)) continue;
+    const env = environ(pid);
+    if (pid === process.pid || !env?.includes(tag) || env.some((e) => e.startsWith('PROMOTE_DEV_CHILD=')))
+      continue;
     const pgid = processGroup(pid);
     if (pgid === null) continue;
     let group = groups.get(pgid);
-    if (!group) groups.set(pgid, (group = { pgid, pids: [], model: null, version: null }));
+    const argv = cmdline(pid) ?? [];
+    if (!group)
+      groups.set(
+        pgid,
+        (group = { pgid, pids: [], model: null, version: null, command: argv.join(' ').slice(0, 200) }),
+      );
     group.pids.push(pid);
-    const uri = (cmdline(pid) ?? []).find((a) => a.startsWith('models:/'));
+    const uri = argv.find((a) => a.startsWith('models:/'));
     const match = uri ? /^models:\/([^/]+)\/([^/\s]+)$/.exec(uri) : null;
     if (match) {
       group.model = match[1]!;

@@ -123,7 +123,7 @@ export class TrialStack {
         model: o.model,
         out: join(s.datasetsDir, o.model),
       });
-      for (const line of trained.trim().split('\n')) o.say(`  ${line}`);
+      for (const line of trained.trim().split('\n')) if (line.startsWith(o.model)) o.say(`  ${line}`);
       s.tokens = stackTokens(o.dataDir, o.say);
       s.registry = new MlflowRegistry(s.mlflowUrl);
       s.gatewayClient = new GatewayClient(s.gatewayUrl, s.tokens.adminToken);
