@@ -100,7 +100,8 @@ function planFaults(
   promotionsLeft: number,
 ): PlannedFault[] {
   const out: PlannedFault[] = [];
-  if (slot === 'temporal_restart') out.push({ kind: slot, delayMs: rng.between(0, 6000), downMs: 0 });
+  if (slot === 'temporal_restart')
+    out.push({ kind: slot, delayMs: rng.between(0, 6000), downMs: rng.between(1000, 10_000) });
   if (slot === 'terminate') out.push({ kind: slot, delayMs: rng.between(0, 8000), downMs: 0 });
   if (slot === 'mlflow_outage')
     out.push({ kind: slot, delayMs: rng.between(0, 30_000), downMs: opts.mlflowDownMs });

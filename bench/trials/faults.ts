@@ -1,7 +1,8 @@
 /**
  * The faults, each injected into a running promotion at a moment drawn from the seeded schedule:
  * worker SIGKILL (restarted after a short delay), Temporal dev server restart mid-bake (SIGKILL,
- * restarted on the same SQLite file and port), MLflow outage, gateway SIGKILL (restarted on the
+ * restarted on the same SQLite file and port after a few seconds: the dev server itself restarts in
+ * a fraction of a second, a real one does not), MLflow outage, gateway SIGKILL (restarted on the
  * same state folder and port after the outage) and `temporal workflow terminate` mid-canary.
  * A fault whose moment comes after the promotion has ended is not injected (the caller carries it
  * over to the next promotion); one that has started always runs to its end.
@@ -23,7 +24,7 @@ export interface PlannedFault {
   kind: FaultKind;
   /** Wait before injecting, ms: after the promotion started, or for the mid-bake kinds after the bake began. */
   delayMs: number;
-  /** How long the service stays down, ms (worker: restart delay). 0 for terminate and Temporal. */
+  /** How long the service stays down before its restart, ms. 0 for terminate. */
   downMs: number;
 }
 
@@ -134,6 +135,7 @@ export async function inject(f: PlannedFault, ctx: FaultContext): Promise<FaultR
       return fire(async () => {
         const t0 = Date.now();
         await stack.killTemporal();
+        await sleep(f.downMs);
         await restart('Temporal dev server', ctx, () => stack.startTemporal());
         return { unavailableMs: Date.now() - t0 };
       });

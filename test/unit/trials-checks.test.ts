@@ -31,11 +31,27 @@ const clean: Decision[] = [
 
 test.each([
   ['a clean log', clean, []],
-  ['a traffic step twice', [...clean.slice(0, 8), d('traffic', 'step 1 of 3: 2 at 20%')], ['2x traffic: step 1 of 3: 2 at 20%', 'traffic step 1 recorded after step 1']],
+  [
+    'a traffic step twice',
+    [...clean.slice(0, 8), d('traffic', 'step 1 of 3: 2 at 20%')],
+    ['2x traffic: step 1 of 3: 2 at 20%', 'traffic step 1 recorded after step 1'],
+  ],
   ['promoted twice', [...clean, d('promoted', 'champion -> 2; 100% of traffic')], ['2x promoted']],
-  ['a rollback step twice', [d('rollback', 'traffic: 100% to 1, shadow off'), d('rollback', 'traffic: 100% to 1, shadow off')], ['2x rollback: traffic: 100% to 1, shadow off']],
-  ['steps out of order', [d('traffic', 'step 2 of 3: 2 at 50%'), d('traffic', 'step 1 of 3: 2 at 20%')], ['traffic step 1 recorded after step 2']],
-  ['the point of no return twice', [...clean, clean[14]!], ['2x lease: traffic lease released: past the point of no return']],
+  [
+    'a rollback step twice',
+    [d('rollback', 'traffic: 100% to 1, shadow off'), d('rollback', 'traffic: 100% to 1, shadow off')],
+    ['2x rollback: traffic: 100% to 1, shadow off'],
+  ],
+  [
+    'steps out of order',
+    [d('traffic', 'step 2 of 3: 2 at 50%'), d('traffic', 'step 1 of 3: 2 at 20%')],
+    ['traffic step 1 recorded after step 2'],
+  ],
+  [
+    'the point of no return twice',
+    [...clean, clean[14]!],
+    ['2x lease: traffic lease released: past the point of no return'],
+  ],
 ])('%s', (_name, decisions, expected) => {
   expect(duplicatedSteps(decisions)).toEqual(expected);
 });
