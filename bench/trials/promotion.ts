@@ -231,6 +231,12 @@ export async function runPromotion(
     const decisions = await decisionsOf();
     const recovery = await recoverThroughCli(stack, spec, champion, check);
     record.recovery = recovery;
+    if (spec.bad && recovery.outcome !== null)
+      check({
+        check: 'bad candidate stopped',
+        ok: recovery.outcome !== 'succeeded',
+        detail: `${spec.candidate} was terminated; recovery ${recovery.outcome}`,
+      });
     if (recovery.outcome !== null) {
       const serving = recovery.outcome === 'succeeded' ? spec.candidate : champion;
       for (const c of await checkConsistency(stack, {

@@ -1,6 +1,7 @@
 /**
  * The local plane under disruption, driven through the `promote` CLI: abort mid-canary, a gateway
- * restart mid-canary, and the worker process killed mid-promotion and restarted.
+ * restart mid-canary, and the worker process killed mid-promotion (between activities, and in the
+ * middle of one) and restarted.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -8,6 +9,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
 import pino from 'pino';
 import { Promotions } from '../../src/client/promotions';
 import { freePort } from '../../src/common/net';
@@ -22,6 +24,7 @@ import { startMlflowFixture, type MlflowFixture } from '../helpers/mlflow';
 import { testAddress, waitForStatus } from '../helpers/stack';
 
 const ROOT = join(__dirname, '../..');
+const PendingActivityState = temporal.api.enums.v1.PendingActivityState;
 const TOKEN = 'resilience-token';
 const INGEST_TOKEN = 'ingest-token';
 const logger = pino({ level: 'silent' });
@@ -223,6 +226,39 @@ test('the worker killed mid-promotion and restarted finishes it and leaves no du
   expect({ outcome: result.outcome, reason: result.reason }).toMatchObject({ outcome: 'succeeded' });
   expect(await route()).toEqual({ [candidate]: 100 });
   expect(await plane.registry.getAlias(mlflow.model, 'champion')).toBe(candidate);
+  expect(servers(candidate)).toBe(1);
+  expect(servers(champion)).toBe(0);
+}, 240_000);
+
+test('a worker killed in the middle of an activity is noticed by its heartbeat timeout, not the 2-minute start-to-close timeout', async () => {
+  const champion = (await plane.registry.getAlias(mlflow.model, 'champion'))!;
+  const candidate = champion === '1' ? '2' : '1';
+  expect(
+    cli('start', '--model', mlflow.model, '--version', candidate, '--plan', planFile, '--as', 'ci').code,
+  ).toBe(0);
+  // The deploy (a model server's start, seconds long) is running on the worker: kill it there.
+  const handle = promotions.handle(mlflow.model);
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const pending = (await handle.describe()).raw.pendingActivities ?? [];
+    const deploying = pending.some(
+      (a) =>
+        a.activityType?.name === 'deployVersion' &&
+        a.state === PendingActivityState.PENDING_ACTIVITY_STATE_STARTED,
+    );
+    if (deploying) break;
+    if (Date.now() > deadline) throw new Error('the deploy activity never started');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  worker.kill('SIGKILL');
+  await new Promise((r) => worker.once('exit', r));
+  const killedAt = Date.now();
+  worker = startWorker();
+  // Before activities heartbeated, the lost attempt was retried only after 2 minutes.
+  await waitForStatus(promotions, mlflow.model, (s) => s.trafficPercent === 30, 75_000);
+  expect(Date.now() - killedAt).toBeLessThan(75_000);
+  const result = await promotions.result(mlflow.model);
+  expect({ outcome: result.outcome, reason: result.reason }).toMatchObject({ outcome: 'succeeded' });
   expect(servers(candidate)).toBe(1);
   expect(servers(champion)).toBe(0);
 }, 240_000);
