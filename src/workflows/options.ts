@@ -16,6 +16,7 @@ export const ACTIVITY_HEARTBEAT_TIMEOUT = '10 seconds';
  */
 export const forward = proxyActivities<Activities>({
   startToCloseTimeout: '2 minutes',
+  heartbeatTimeout: ACTIVITY_HEARTBEAT_TIMEOUT,
   scheduleToCloseTimeout: '15 minutes',
   cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s' },
