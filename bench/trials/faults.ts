@@ -8,7 +8,8 @@
  * over to the next promotion); one that has started always runs to its end.
  */
 import { describe, terminate, type Described } from './control';
-import type { TrialStack } from './stack';
+import type { Lock } from './lock';
+import type { Service, TrialStack } from './stack';
 
 export const FAULT_KINDS = [
   'worker_sigkill',
@@ -55,16 +56,6 @@ export interface FaultContext {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** A mutual exclusion for async sections. */
-export class Lock {
-  private tail: Promise<unknown> = Promise.resolve();
-  run<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.tail.then(fn, fn);
-    this.tail = next.catch(() => undefined);
-    return next;
-  }
-}
-
 /** Sleeps `ms`; false (at once) when the promotion ends first. */
 function sleepUnlessEnded(ms: number, ended: AbortSignal): Promise<boolean> {
   if (ended.aborted) return Promise.resolve(false);
@@ -91,19 +82,8 @@ async function untilMidBake(ctx: FaultContext): Promise<boolean> {
   return false;
 }
 
-/** Retries a restart a few times (a port may still be held for a moment after a kill). */
-async function restart(what: string, ctx: FaultContext, start: () => Promise<number>): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await start();
-      return;
-    } catch (err) {
-      if (attempt >= 5) throw err;
-      ctx.say(`  restarting the ${what} failed (${(err as Error).message}); again in 2s`);
-      await sleep(2000);
-    }
-  }
-}
+/** How long a restart is retried (a worker cannot start while Temporal is down). */
+const RESTART_WITHIN_MS = 120_000;
 
 /** Injects one planned fault; null when the promotion ended before its moment. */
 export async function inject(f: PlannedFault, ctx: FaultContext): Promise<FaultRecord | null> {
@@ -120,41 +100,23 @@ export async function inject(f: PlannedFault, ctx: FaultContext): Promise<FaultR
     const extra = await act(d);
     return extra === null ? null : { unavailableMs: null, ...base, ...extra };
   };
+  const outage = (service: Service, how: 'kill' | 'stop') =>
+    fire(async () => {
+      const t0 = Date.now();
+      await stack.down(service, how);
+      await sleep(f.downMs);
+      await stack.startWithin(service, RESTART_WITHIN_MS);
+      return { unavailableMs: Date.now() - t0 };
+    });
   switch (f.kind) {
     case 'worker_sigkill':
-      return ctx.workerLock.run(() =>
-        fire(async () => {
-          const t0 = Date.now();
-          await stack.killWorker();
-          await sleep(f.downMs);
-          await restart('worker', ctx, () => stack.startWorker());
-          return { unavailableMs: Date.now() - t0 };
-        }),
-      );
+      return ctx.workerLock.run(() => outage('worker', 'kill'));
     case 'temporal_restart':
-      return fire(async () => {
-        const t0 = Date.now();
-        await stack.killTemporal();
-        await sleep(f.downMs);
-        await restart('Temporal dev server', ctx, () => stack.startTemporal());
-        return { unavailableMs: Date.now() - t0 };
-      });
+      return outage('temporal', 'kill');
     case 'mlflow_outage':
-      return fire(async () => {
-        const t0 = Date.now();
-        await stack.stopMlflow();
-        await sleep(f.downMs);
-        await restart('MLflow server', ctx, () => stack.startMlflow());
-        return { unavailableMs: Date.now() - t0 };
-      });
+      return outage('mlflow', 'stop');
     case 'gateway_kill':
-      return fire(async () => {
-        const t0 = Date.now();
-        await stack.killGateway();
-        await sleep(f.downMs);
-        await restart('gateway', ctx, () => stack.startGateway());
-        return { unavailableMs: Date.now() - t0 };
-      });
+      return outage('gateway', 'kill');
     case 'terminate':
       return fire(async () => {
         const ran = await terminate(stack, ctx.model, 'fault trial: terminated mid-canary');

@@ -8,7 +8,8 @@ import type { Decision, PromotionResult } from '../../src/workflows/types';
 import type { RecoveryReport } from '../../src/workflows/recovery';
 import { checkConsistency, type CheckResult } from './checks';
 import { describe, promote, within, type Described } from './control';
-import { inject, type FaultContext, type FaultRecord, type Lock, type PlannedFault } from './faults';
+import { inject, type FaultContext, type FaultRecord, type PlannedFault } from './faults';
+import type { Lock } from './lock';
 import type { TrialStack } from './stack';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -153,10 +154,13 @@ export async function runPromotion(
   const fired = results.flatMap((r) => (r.fired ? [r.fired] : []));
   const notFired = results.filter((r) => r.fired === null).map((r) => r.planned);
   record.faults = fired.map((f) => f.kind);
-  if (!stack.workerRunning) {
+  if (!stack.running('worker')) {
     errors.push(`the worker was not running after promotion ${spec.n}; started it`);
-    await stack.startWorker().catch((err: unknown) => errors.push((err as Error).message));
+    await stack.startWithin('worker', 120_000).catch((err: unknown) => errors.push((err as Error).message));
   }
+  const workers = stack.liveWorkers();
+  if (workers.length !== 1)
+    errors.push(`${workers.length} worker processes after promotion ${spec.n} (pids ${workers.join(' ')})`);
 
   if (!finishedInTime) {
     check({

@@ -15,13 +15,14 @@ import pino from 'pino';
 import { freePort } from '../../src/common/net';
 import { groupAlive } from '../../src/common/processes';
 import { RunDir, type Launched } from '../../src/dev/children';
-import { startMlflowServer, trainModels, type MlflowServer } from '../../src/dev/mlflow';
-import { startDevServer, type DevServer } from '../../src/dev/temporal';
+import { startMlflowServer, trainModels } from '../../src/dev/mlflow';
+import { startDevServer } from '../../src/dev/temporal';
 import { stackTokens, type StackTokens } from '../../src/dev/tokens';
 import { Datasets } from '../../src/providers/local/datasets';
 import { GatewayClient } from '../../src/providers/local/gateway-client';
 import { MlflowRegistry } from '../../src/providers/mlflow/registry';
 import { TrafficGenerator } from '../../src/serving/traffic';
+import { Lock } from './lock';
 import { localPlane } from '../../src/worker/local-plane';
 
 export const ROOT = resolve(__dirname, '../..');
@@ -63,6 +64,26 @@ async function killGroup(launched: Launched): Promise<void> {
   await launched.stop(1000); // forgets it and removes its pid file
 }
 
+/** The services of the stack, each its own process (group). */
+export type Service = 'temporal' | 'mlflow' | 'gateway' | 'worker';
+
+/** A running child: its process and how to stop it (SIGTERM to its group, then SIGKILL). */
+interface Running {
+  process: ChildProcess;
+  stop(): Promise<void>;
+}
+
+/**
+ * One service's current process. Starts, kills and crash restarts of a service are serialised by
+ * its lock, so a fault's restart and a restart after a crash never both start one.
+ */
+class Slot {
+  current: Running | null = null;
+  readonly lock = new Lock();
+}
+
+const live = (p: ChildProcess) => p.exitCode === null && p.signalCode === null;
+
 export class TrialStack {
   readonly ports = { temporal: 0, mlflow: 0, gateway: 0 };
   readonly unexpected: UnexpectedExit[] = [];
@@ -72,10 +93,14 @@ export class TrialStack {
   gatewayClient!: GatewayClient;
   traffic: TrafficGenerator | null = null;
   private run!: RunDir;
-  private temporal: DevServer | null = null;
-  private mlflow: MlflowServer | null = null;
-  private gateway: Launched | null = null;
-  private worker: Launched | null = null;
+  private readonly slots: Record<Service, Slot> = {
+    temporal: new Slot(),
+    mlflow: new Slot(),
+    gateway: new Slot(),
+    worker: new Slot(),
+  };
+  /** Every worker process ever started, to check that never more than one runs. */
+  private readonly workers: ChildProcess[] = [];
   private connection: Connection | null = null;
   private bundlePath = '';
   private stopping = false;
@@ -106,7 +131,7 @@ export class TrialStack {
     s.ports.mlflow = await freePort();
     s.ports.gateway = await freePort();
     try {
-      await s.startTemporal();
+      await s.start('temporal');
       s.connection = await Connection.connect({ address: s.temporalAddress });
       s.client = new Client({ connection: s.connection, namespace: 'default' });
       o.say(`bundling the workflows (dist/workflows) once for every worker start...`);
@@ -116,7 +141,7 @@ export class TrialStack {
       });
       s.bundlePath = join(o.dataDir, 'workflows-bundle.js');
       writeFileSync(s.bundlePath, code);
-      await s.startMlflow();
+      await s.start('mlflow');
       o.say(`training and registering ${o.model} v1..v4 (python/train.py)...`);
       const trained = await trainModels({
         trackingUri: s.mlflowUrl,
@@ -127,7 +152,7 @@ export class TrialStack {
       s.tokens = stackTokens(o.dataDir, o.say);
       s.registry = new MlflowRegistry(s.mlflowUrl);
       s.gatewayClient = new GatewayClient(s.gatewayUrl, s.tokens.adminToken);
-      await s.startGateway();
+      await s.start('gateway');
       await s.serveChampion();
       s.traffic = new TrafficGenerator({
         gatewayUrl: s.gatewayUrl,
@@ -138,7 +163,7 @@ export class TrialStack {
         ingestToken: s.tokens.ingestToken,
         logger: pino({ level: 'silent' }),
       }).start();
-      await s.startWorker();
+      await s.start('worker');
       return s;
     } catch (err) {
       await s.stop();
@@ -156,95 +181,127 @@ export class TrialStack {
     plane.supervisor.close();
   }
 
-  private watch(what: UnexpectedExit['what'], launched: Launched): void {
-    launched.process.once('exit', (code, signal) => {
-      if (this.stopping || intendedExits.has(launched.process)) return;
-      const how = `exited with ${signal ?? code}`;
-      this.unexpected.push({ what, at: new Date().toISOString(), how });
-      this.o.say(`UNEXPECTED: the ${what} ${how}; restarting it`);
-      void this.restartAfterCrash(what);
+  // ---- lifecycle ----
+
+  /** Starts the service unless it runs; answers the ms it took (0: it was running). */
+  start(service: Service): Promise<number> {
+    const slot = this.slots[service];
+    return slot.lock.run(async () => {
+      if (slot.current && live(slot.current.process)) return 0;
+      const t0 = Date.now();
+      const running = await this.launch(service);
+      slot.current = running;
+      this.watch(service, running);
+      return Date.now() - t0;
     });
   }
 
-  private async restartAfterCrash(what: UnexpectedExit['what']): Promise<void> {
-    await sleep(1000);
-    if (this.stopping) return;
-    try {
-      if (what === 'worker') {
-        await this.worker?.stop(1000);
-        await this.startWorker();
-      } else if (what === 'gateway') {
-        await this.gateway?.stop(1000);
-        await this.startGateway();
-      } else if (what === 'mlflow') {
-        await this.mlflow?.stop();
-        await this.startMlflow();
-      } else {
-        await this.temporal?.stop();
-        await this.startTemporal();
+  /** `start`, tried again every 2 s until it succeeds (Temporal may be down for a worker) or `withinMs` ends. */
+  async startWithin(service: Service, withinMs: number): Promise<number> {
+    const deadline = Date.now() + withinMs;
+    for (;;) {
+      try {
+        return await this.start(service);
+      } catch (err) {
+        if (this.stopping || Date.now() > deadline) throw err;
+        this.o.say(`  starting the ${service} failed (${(err as Error).message}); again in 2s`);
+        await sleep(2000);
       }
-    } catch (err) {
-      this.o.say(`could not restart the ${what}: ${(err as Error).message}`);
     }
   }
 
-  // ---- Temporal ----
+  /** Takes the service down: SIGKILL to its process group, or a stop (SIGTERM, SIGKILL after 10 s). */
+  down(service: Service, how: 'kill' | 'stop'): Promise<void> {
+    const slot = this.slots[service];
+    return slot.lock.run(async () => {
+      const running = slot.current;
+      slot.current = null;
+      if (!running) return;
+      intendedExits.add(running.process);
+      if (how === 'kill') await killGroup(running);
+      else await running.stop();
+    });
+  }
 
-  async startTemporal(): Promise<number> {
-    const t0 = Date.now();
+  running(service: Service): boolean {
+    const current = this.slots[service].current;
+    return current !== null && live(current.process);
+  }
+
+  /** Worker processes alive now (more than one is a harness error). */
+  liveWorkers(): number[] {
+    return this.workers.filter(live).map((p) => p.pid ?? 0);
+  }
+
+  /** A child that exits on its own is recorded and started again (once per crash). */
+  private watch(service: Service, running: Running): void {
+    running.process.once('exit', (code, signal) => {
+      if (this.stopping || intendedExits.has(running.process)) return;
+      const how = `exited with ${signal ?? code}`;
+      this.unexpected.push({ what: service, at: new Date().toISOString(), how });
+      this.o.say(`UNEXPECTED: the ${service} ${how}; restarting it`);
+      const slot = this.slots[service];
+      void slot.lock
+        .run(async () => {
+          if (slot.current !== running) return false; // already replaced
+          slot.current = null;
+          await running.stop().catch(() => undefined);
+          return true;
+        })
+        .then((crashed) => (crashed ? this.startWithin(service, 120_000) : 0))
+        .catch((err: unknown) => this.o.say(`could not restart the ${service}: ${(err as Error).message}`));
+    });
+  }
+
+  private launch(service: Service): Promise<Running> {
+    switch (service) {
+      case 'temporal':
+        return this.launchTemporal();
+      case 'mlflow':
+        return startMlflowServer({
+          dataDir: join(this.o.dataDir, 'mlflow'),
+          port: this.ports.mlflow,
+          launcher: this.run.launch,
+        });
+      case 'gateway':
+        return this.launchGateway();
+      case 'worker':
+        return this.launchWorker();
+    }
+  }
+
+  private async launchTemporal(): Promise<Running> {
     const dir = join(this.o.dataDir, 'temporal');
     mkdirSync(dir, { recursive: true });
-    this.temporal = await startDevServer({
+    return startDevServer({
       cliPath: this.o.temporalCli,
       port: this.ports.temporal,
       dbFile: join(dir, 'temporal.db'),
       logFile: join(dir, 'server.log'),
       launcher: this.run.launch,
     });
-    this.watchDevServer();
-    return Date.now() - t0;
   }
 
-  private watchDevServer(): void {
-    const server = this.temporal!;
-    this.watch('temporal', { process: server.process, stop: () => server.stop() });
+  /** Waits (bounded) until `ready`; a child that exits or stays unready is killed and it throws. */
+  private async readyOrKill(
+    launched: Launched,
+    what: string,
+    timeoutMs: number,
+    ready: () => Promise<boolean>,
+  ): Promise<Running> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (await ready()) return { process: launched.process, stop: () => launched.stop() };
+      if (!live(launched.process) || Date.now() > deadline) {
+        intendedExits.add(launched.process);
+        await killGroup(launched);
+        throw new Error(`the ${what} did not start`);
+      }
+      await sleep(100);
+    }
   }
 
-  /** SIGKILL to the dev server's group; the SQLite file stays. */
-  async killTemporal(): Promise<void> {
-    if (!this.temporal) return;
-    const server = this.temporal;
-    this.temporal = null;
-    await killGroup({ process: server.process, stop: () => server.stop() });
-  }
-
-  // ---- MLflow ----
-
-  async startMlflow(): Promise<number> {
-    const t0 = Date.now();
-    this.mlflow = await startMlflowServer({
-      dataDir: join(this.o.dataDir, 'mlflow'),
-      port: this.ports.mlflow,
-      launcher: this.run.launch,
-    });
-    const server = this.mlflow;
-    this.watch('mlflow', { process: server.process, stop: () => server.stop() });
-    return Date.now() - t0;
-  }
-
-  /** Stops MLflow (SIGTERM to its group, SIGKILL after 10 s). */
-  async stopMlflow(): Promise<void> {
-    if (!this.mlflow) return;
-    const server = this.mlflow;
-    this.mlflow = null;
-    intendedExits.add(server.process);
-    await server.stop();
-  }
-
-  // ---- gateway ----
-
-  async startGateway(): Promise<number> {
-    const t0 = Date.now();
+  private launchGateway(): Promise<Running> {
     const stateDir = join(this.o.dataDir, 'gateway');
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
     const log = openSync(join(stateDir, 'gateway.log'), 'a');
@@ -267,29 +324,13 @@ export class TrialStack {
       stdio: ['ignore', log, log],
     });
     closeSync(log);
-    this.gateway = launched;
-    this.watch('gateway', launched);
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      const ok = await fetch(`${this.gatewayUrl}/health`, { signal: AbortSignal.timeout(1000) }).then(
+    return this.readyOrKill(launched, `gateway (see ${stateDir}/gateway.log)`, 30_000, () =>
+      fetch(`${this.gatewayUrl}/health`, { signal: AbortSignal.timeout(1000) }).then(
         (r) => r.ok,
         () => false,
-      );
-      if (ok) return Date.now() - t0;
-      if (launched.process.exitCode !== null || Date.now() > deadline)
-        throw new Error(`the gateway did not come up on ${this.gatewayUrl}; see ${stateDir}/gateway.log`);
-      await sleep(100);
-    }
+      ),
+    );
   }
-
-  async killGateway(): Promise<void> {
-    if (!this.gateway) return;
-    const launched = this.gateway;
-    this.gateway = null;
-    await killGroup(launched);
-  }
-
-  // ---- worker ----
 
   /** The environment of the worker and of the CLI: Temporal, task queue, the local plane. */
   env(): NodeJS.ProcessEnv {
@@ -309,13 +350,8 @@ export class TrialStack {
     };
   }
 
-  get workerRunning(): boolean {
-    return this.worker !== null && this.worker.process.exitCode === null && !this.worker.process.killed;
-  }
-
-  /** Starts the worker and waits (at most 60 s) for its "worker started" line; answers ms taken. */
-  async startWorker(): Promise<number> {
-    const t0 = Date.now();
+  /** Starts the worker; ready once it logs "worker started" (at most 60 s). */
+  private launchWorker(): Promise<Running> {
     const logFile = join(this.o.dataDir, 'worker.log');
     const log = openSync(logFile, 'a');
     const from = statSync(logFile).size;
@@ -328,22 +364,10 @@ export class TrialStack {
       stdio: ['ignore', log, log],
     });
     closeSync(log);
-    this.worker = launched;
-    this.watch('worker', launched);
-    const deadline = Date.now() + 60_000;
-    while (!logSince(logFile, from).includes('"worker started"')) {
-      if (launched.process.exitCode !== null || Date.now() > deadline)
-        throw new Error(`the worker did not start; see ${logFile}`);
-      await sleep(100);
-    }
-    return Date.now() - t0;
-  }
-
-  async killWorker(): Promise<void> {
-    if (!this.worker) return;
-    const launched = this.worker;
-    this.worker = null;
-    await killGroup(launched);
+    this.workers.push(launched.process);
+    return this.readyOrKill(launched, `worker (see ${logFile})`, 60_000, () =>
+      Promise.resolve(logSince(logFile, from).includes('"worker started"')),
+    );
   }
 
   /** Stops everything this harness started: traffic, worker, gateway, MLflow, Temporal. */
