@@ -4,6 +4,7 @@
  */
 import type { ProviderCatalog } from '../providers/catalog';
 import { ActivityContext } from './context';
+import { allWithHeartbeats } from './heartbeat';
 import { measureActivities } from './measure';
 import { policyActivities } from './policy';
 import { registryActivities } from './registry';
@@ -12,13 +13,14 @@ import { trafficActivities } from './traffic';
 
 export function createActivities(catalog: ProviderCatalog) {
   const ctx = new ActivityContext(catalog);
-  return {
+  // Heartbeats let Temporal notice a worker that died mid-activity (see ./heartbeat.ts).
+  return allWithHeartbeats({
     ...registryActivities(ctx),
     ...servingActivities(ctx),
     ...trafficActivities(ctx),
     ...measureActivities(ctx),
     ...policyActivities(ctx),
-  };
+  });
 }
 
 export type Activities = ReturnType<typeof createActivities>;

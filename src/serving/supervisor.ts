@@ -8,6 +8,10 @@
  * so no promote, Temporal, database or cloud secret of the worker reaches it. A recorded pid is
  * only trusted, and its process group only signalled, while /proc shows it still serves the
  * recorded version: a pid reused by another process after a reboot is never adopted or killed.
+ *
+ * servers.json is the truth, read again before every decision: two workers on one state folder (a
+ * restart that overlaps the old worker's shutdown) must not act on stale copies of it, or one
+ * restarts a server the other has just decommissioned, or starts a second server for a version.
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, openSync } from 'node:fs';
@@ -78,6 +82,8 @@ export class ModelServerSupervisor {
   private readonly file: JsonFile<Record<string, ServerRecord>>;
   private records: Record<string, ServerRecord>;
   private readonly pending = new Map<string, Promise<ServerRecord>>();
+  /** Versions being decommissioned: a start still waiting for its port must not spawn. */
+  private readonly decommissioned = new Set<string>();
   private monitor: NodeJS.Timeout | null = null;
   readonly host: string;
 
@@ -97,13 +103,19 @@ export class ModelServerSupervisor {
     return `http://${this.host}:${record.port}`;
   }
 
+  /** The records as servers.json has them now (another worker may have changed them). */
+  private reload(): Record<string, ServerRecord> {
+    this.records = this.file.read();
+    return this.records;
+  }
+
   /** The running server of a version, if any. */
   get(model: string, version: string): ServerRecord | undefined {
-    return this.records[key(model, version)];
+    return this.reload()[key(model, version)];
   }
 
   list(model?: string): ServerRecord[] {
-    return Object.values(this.records).filter((r) => model === undefined || r.model === model);
+    return Object.values(this.reload()).filter((r) => model === undefined || r.model === model);
   }
 
   /** Starts the version's server unless one is already up (then returns it). Waits for health. */
@@ -133,7 +145,7 @@ export class ModelServerSupervisor {
 
   /** Sorts the recorded servers into adopted and gone (the stack says which at start). */
   reconcile(): Reconciled {
-    const all = Object.values(this.records);
+    const all = Object.values(this.reload());
     return {
       adopted: all.filter((r) => this.running(r)),
       gone: all.filter((r) => !this.running(r)),
@@ -141,7 +153,7 @@ export class ModelServerSupervisor {
   }
 
   private async ensure(model: string, version: string): Promise<ServerRecord> {
-    const existing = this.records[key(model, version)];
+    const existing = this.reload()[key(model, version)];
     if (existing && this.running(existing)) {
       await this.waitHealthy(existing);
       return existing;
@@ -154,6 +166,9 @@ export class ModelServerSupervisor {
     const logDir = join(this.opts.stateDir, 'logs');
     mkdirSync(logDir, { recursive: true });
     const log = openSync(join(logDir, `${model}-${version}.log`), 'a');
+    // Decommissioned while this start waited for the port: do not bring it back.
+    if (this.decommissioned.has(key(model, version)))
+      throw new Error(`${model}/${version} was decommissioned while its server was starting`);
     const child = spawn(
       join(this.opts.pythonEnv, 'bin', 'mlflow'),
       [
@@ -185,7 +200,7 @@ export class ModelServerSupervisor {
       startedAt: new Date().toISOString(),
       restarts,
     };
-    this.records[key(model, version)] = record;
+    this.reload()[key(model, version)] = record;
     this.save();
     this.opts.logger.info(
       { model, version, port: chosen, pid: child.pid, restarts },
@@ -231,9 +246,18 @@ export class ModelServerSupervisor {
 
   /** Stops the version's server and forgets it. Idempotent. */
   async decommission(model: string, version: string): Promise<void> {
-    const record = this.records[key(model, version)];
+    const k = key(model, version);
+    // A start in progress (a deploy, or the monitor's restart) records its server when it spawns:
+    // let it finish, and keep one that is still waiting for its port from spawning at all.
+    this.decommissioned.add(k);
+    try {
+      await this.pending.get(k)?.catch(() => undefined);
+    } finally {
+      this.decommissioned.delete(k);
+    }
+    const record = this.reload()[k];
     if (!record) return;
-    delete this.records[key(model, version)];
+    delete this.records[k];
     this.save();
     await this.kill(record);
     this.opts.logger.info({ model, version, port: record.port }, 'model server stopped');
@@ -249,8 +273,10 @@ export class ModelServerSupervisor {
 
   /** Restarts servers whose process died (the monitor calls this). */
   async heal(): Promise<void> {
-    for (const record of Object.values(this.records)) {
-      if (this.running(record) || this.pending.has(key(record.model, record.version))) continue;
+    for (const seen of Object.values(this.reload())) {
+      // Only what is still recorded now: another worker may have decommissioned it meanwhile.
+      const record = this.reload()[key(seen.model, seen.version)];
+      if (!record || this.running(record) || this.pending.has(key(record.model, record.version))) continue;
       this.opts.logger.warn(
         { model: record.model, version: record.version, pid: record.pid },
         'model server died; restarting',
@@ -273,7 +299,7 @@ export class ModelServerSupervisor {
   /** Stops every server (the embedded stack's shutdown). */
   async stopAll(): Promise<void> {
     this.close();
-    for (const r of Object.values(this.records)) await this.decommission(r.model, r.version);
+    for (const r of Object.values(this.reload())) await this.decommission(r.model, r.version);
   }
 
   private save(): void {

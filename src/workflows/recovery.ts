@@ -9,10 +9,12 @@
 import { proxyActivities, upsertMemo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { nowMs } from './clock';
+import { ACTIVITY_HEARTBEAT_TIMEOUT } from './options';
 import { planRecovery, type RecoveryRecord, type RecoveryStep } from './recovery-record';
 
 const acts = proxyActivities<Activities>({
   startToCloseTimeout: '2 minutes',
+  heartbeatTimeout: ACTIVITY_HEARTBEAT_TIMEOUT,
   scheduleToCloseTimeout: '10 minutes',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s' },
 });

@@ -11,12 +11,14 @@ import type { Activities } from '../activities';
 import { nowMs } from './clock';
 import { refsOf, type Ctx } from './context';
 import { maybeContinueAsNew } from './handover';
+import { ACTIVITY_HEARTBEAT_TIMEOUT } from './options';
 import { releaseQuietly } from './lease';
 import { clip } from './run';
 
 /** Compensations and the steps after the point of no return: never given up (see `untilDone`). */
 export const finishing = proxyActivities<Activities>({
   startToCloseTimeout: '2 minutes',
+  heartbeatTimeout: ACTIVITY_HEARTBEAT_TIMEOUT,
   cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   // A few quick tries per attempt; `untilDone` retries attempts for as long as it takes.
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 4 },

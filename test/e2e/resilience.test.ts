@@ -1,12 +1,17 @@
 /**
  * The local plane under disruption, driven through the `promote` CLI: abort mid-canary, a gateway
- * restart mid-canary, and the worker process killed mid-promotion and restarted.
+ * restart mid-canary, and the worker process killed mid-promotion (between activities, and in the
+ * middle of one) and restarted.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { temporal } from '@temporalio/proto';
 import { invocationBody } from '../../src/providers/local/datasets';
 import { startLocalPlaneFixture, type LocalPlaneFixture } from '../helpers/local-plane';
 import { waitForStatus } from '../helpers/stack';
+
+const PendingActivityState = temporal.api.enums.v1.PendingActivityState;
+const TimeoutType = temporal.api.enums.v1.TimeoutType;
 
 let f: LocalPlaneFixture;
 let planFile: string;
@@ -97,6 +102,43 @@ test('the worker killed mid-promotion and restarted finishes it and leaves no du
   expect({ outcome: result.outcome, reason: result.reason }).toMatchObject({ outcome: 'succeeded' });
   expect(await route()).toEqual({ [candidate]: 100 });
   expect(await f.plane.registry.getAlias(f.model, 'champion')).toBe(candidate);
+  expect(f.servers(candidate)).toBe(1);
+  expect(f.servers(champion)).toBe(0);
+}, 240_000);
+
+test('a worker killed in the middle of an activity is noticed by its heartbeat timeout, not the 2-minute start-to-close timeout', async () => {
+  const champion = (await f.plane.registry.getAlias(f.model, 'champion'))!;
+  const candidate = champion === '1' ? '2' : '1';
+  expect(
+    (await f.cli('start', '--model', f.model, '--version', candidate, '--plan', planFile, '--as', 'ci')).code,
+  ).toBe(0);
+  // The deploy (a model server's start, seconds long) is running on the worker: kill it there.
+  const handle = f.promotions.handle(f.model);
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const pending = (await handle.describe()).raw.pendingActivities ?? [];
+    const deploying = pending.some(
+      (a) =>
+        a.activityType?.name === 'deployVersion' &&
+        a.state === PendingActivityState.PENDING_ACTIVITY_STATE_STARTED,
+    );
+    if (deploying) break;
+    if (Date.now() > deadline) throw new Error('the deploy activity never started');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await f.killWorker();
+  const result = await f.promotions.result(f.model);
+  expect({ outcome: result.outcome, reason: result.reason }).toMatchObject({ outcome: 'succeeded' });
+  // The lost attempt ended by a heartbeat timeout (before activities heartbeated, only the
+  // start-to-close timeout, minutes later, could end it). A retried activity's started event
+  // carries its attempt number and the failure of the attempt before.
+  const history = await handle.fetchHistory();
+  const retried = (history.events ?? [])
+    .map((e) => e.activityTaskStartedEventAttributes)
+    .filter((a) => a && (a.attempt ?? 1) > 1)
+    .map((a) => a!.lastFailure?.timeoutFailureInfo?.timeoutType);
+  expect(retried).toContain(TimeoutType.TIMEOUT_TYPE_HEARTBEAT);
+  expect(retried).not.toContain(TimeoutType.TIMEOUT_TYPE_START_TO_CLOSE);
   expect(f.servers(candidate)).toBe(1);
   expect(f.servers(champion)).toBe(0);
 }, 240_000);
