@@ -6,10 +6,10 @@
  * the gateway's event-loop delay (perf_hooks.monitorEventLoopDelay, measured inside the gateway),
  * inference latency with and without the reads, read durations, rows seeded.
  *
- *   npm run bench:reads -- [--rows 1000000] [--rate 1000] [--seconds 15]
+ *   npm run bench:reads -- [--rows 1000000] [--rate 1000] [--seconds 15] [--keep]
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { Agent, createServer, request, type Server } from 'node:http';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -368,6 +368,8 @@ async function driver(): Promise<void> {
     v1.server.close();
     v2.server.close();
     agent.destroy();
+    // The seeded log is hundreds of MB: keep it only when asked.
+    if (!process.argv.includes('--keep')) rmSync(prepared.dir, { recursive: true, force: true });
   }
 }
 

@@ -6,14 +6,16 @@
  *   PROMOTE_TRAFFIC_RATE synthetic requests per second per model for the in-process plane (default 0)
  *   PROMOTE_LABEL_DELAY  delay before in-process labels arrive, a duration (default 0s)
  *   PROMOTE_WORKFLOW_BUNDLE a prebuilt workflow bundle (default: bundle src at start)
- *   PROMOTE_MLFLOW_URL, PROMOTE_GATEWAY_URL, PROMOTE_GATEWAY_TOKEN, PROMOTE_PYTHON_ENV,
- *   PROMOTE_DATASETS_DIR, PROMOTE_SERVERS_DIR  with these set, the local serving plane's providers (mlflow, local) too
+ *   PROMOTE_MLFLOW_URL, PROMOTE_GATEWAY_URL, PROMOTE_GATEWAY_TOKEN (or PROMOTE_GATEWAY_TOKEN_FILE),
+ *   PROMOTE_PYTHON_ENV, PROMOTE_DATASETS_DIR, PROMOTE_SERVERS_DIR  with these set, the local
+ *                        serving plane's providers (mlflow, local) too
  *   LOG_LEVEL            pino level (default info)
  * Stops gracefully on SIGTERM/SIGINT: no new tasks, running activities get the grace time.
  */
 import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
 import { connectionSettings, connectWorker } from '../common/connection';
 import { createLogger } from '../common/logger';
+import { readOptionalSecret } from '../common/secret';
 import { parseDuration } from '../plan/duration';
 import { DEFAULT_TASK_QUEUE } from '../workflows/search';
 import { inProcessStack } from './composition';
@@ -48,11 +50,8 @@ async function main(): Promise<void> {
       labelDelayMs: parseDuration(process.env.PROMOTE_LABEL_DELAY ?? '0s'),
     },
   });
-  const {
-    PROMOTE_MLFLOW_URL: mlflowUrl,
-    PROMOTE_GATEWAY_URL: gatewayUrl,
-    PROMOTE_GATEWAY_TOKEN: gatewayToken,
-  } = process.env;
+  const { PROMOTE_MLFLOW_URL: mlflowUrl, PROMOTE_GATEWAY_URL: gatewayUrl } = process.env;
+  const gatewayToken = readOptionalSecret(process.env, 'PROMOTE_GATEWAY_TOKEN', "the gateway's admin token");
   if (mlflowUrl && gatewayUrl && gatewayToken) {
     const plane = localPlane({
       mlflowUrl,

@@ -1,29 +1,9 @@
 /** The gateway process's settings from its environment; every problem is a clear message at start. */
-import { readFileSync } from 'node:fs';
+import { readSecret, type Env } from '../../common/secret';
 import { parseDuration } from '../../plan/duration';
 import { DEFAULT_RETENTION_MS } from './prediction-log';
 
-type Env = Readonly<Record<string, string | undefined>>;
-
-/**
- * A secret from `<NAME>` or the file named by `<NAME>_FILE` (read once, trimmed). Throws when
- * neither or both are set, or the file cannot be read or is empty.
- */
-export function readSecret(env: Env, name: string, what: string): string {
-  const direct = env[name];
-  const file = env[`${name}_FILE`];
-  if (direct && file) throw new Error(`set ${name} or ${name}_FILE, not both (${what})`);
-  if (direct) return direct.trim();
-  if (!file) throw new Error(`${name} or ${name}_FILE is required (${what})`);
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8').trim();
-  } catch (err) {
-    throw new Error(`${name}_FILE: cannot read ${file}: ${(err as Error).message}`);
-  }
-  if (!text) throw new Error(`${name}_FILE: ${file} is empty`);
-  return text;
-}
+export { readSecret };
 
 /** PROMOTE_PREDICTION_RETENTION as ms (a duration such as 30d; default 30 days). */
 export function readRetention(env: Env): number {
