@@ -1,0 +1,5 @@
+export * from './mixture';
+export * from './bernoulli';
+export * from './ratio';
+export * from './srm';
+export * from './quantile';
