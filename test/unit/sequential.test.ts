@@ -4,6 +4,7 @@
  * of a whole bake stays at or under alpha; under clear alternatives the tests decide.
  */
 import binomial from '@stdlib/random-base-binomial';
+import randu from '@stdlib/random-base-randu';
 import {
   histogramOf,
   LATENCY_EDGES_MS,
@@ -17,12 +18,13 @@ import {
 
 const ALPHA = 0.01;
 
-/** A seeded binomial sampler and the uniform generator behind it. */
+/** A seeded uniform generator and a binomial sampler drawing from it. */
 function sampler(seed: number) {
-  const draw = binomial.factory({ seed });
+  const uniform = randu.factory({ seed });
+  const draw = binomial.factory({ prng: uniform });
   return {
     binomial: (n: number, p: number) => (n === 0 ? 0 : draw(n, p)),
-    uniform: () => draw.PRNG.normalized(),
+    uniform: () => uniform(),
   };
 }
 
