@@ -1,15 +1,9 @@
 /** Small statistics helpers for the assessments. Pure. */
+import cdf from '@stdlib/stats-base-dists-normal-cdf';
 
-/** Standard normal cumulative distribution (Abramowitz-Stegun 7.1.26 via erf; error < 1.5e-7). */
+/** Standard normal cumulative distribution. */
 export function normalCdf(z: number): number {
-  const x = Math.abs(z) / Math.SQRT2;
-  const t = 1 / (1 + 0.3275911 * x);
-  const erf =
-    1 -
-    ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) *
-      t *
-      Math.exp(-x * x);
-  return z >= 0 ? (1 + erf) / 2 : (1 - erf) / 2;
+  return cdf(z, 0, 1);
 }
 
 /**
