@@ -26,8 +26,19 @@
  */
 import binomial from '@stdlib/random-base-binomial';
 import randu from '@stdlib/random-base-randu';
+import normal from '@stdlib/random-base-normal';
 import cdf from '@stdlib/stats-base-dists-normal-cdf';
-import { testRateRatio, type RatioBucket } from '../src/analysis/sequential';
+import {
+  histogramOf,
+  LATENCY_EDGES_MS,
+  testQuantileRatio,
+  testRateRatio,
+  testSampleRatio,
+  type LatencyHistogram,
+  type RatioBucket,
+  type SrmSegment,
+} from '../src/analysis/sequential';
+import { quantile } from '../src/analysis/stats';
 
 const arg = (name: string, fallback: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -38,6 +49,8 @@ const arg = (name: string, fallback: number) => {
 };
 const QUICK = process.argv.includes('--quick');
 const RUNS = arg('runs', QUICK ? 60 : 1000);
+/** Latency traces hold every request's latency: fewer runs. */
+const LATENCY_RUNS = Math.max(1, Math.round(RUNS / 5));
 const SEED = arg('seed', 7);
 const RATE = 200;
 const SHARE = 0.05;
@@ -45,40 +58,83 @@ const BAKE_S = QUICK ? 1800 : 3600;
 
 interface Scenario {
   name: string;
+  kind: 'errors' | 'latency' | 'srm';
+  /** Error rates. */
   champion: number;
   candidate: number;
+  /** The candidate's share of requests actually received (the route says SHARE). */
+  observedShare?: number;
+  /** Latency: lognormal with this median and log-sd for the champion; the candidate's times `factor`. */
+  latency?: { medianMs: number; sigma: number; factor: number };
 }
 const SCENARIOS: Scenario[] = [
-  { name: 'errors-1-2', champion: 0.01, candidate: 0.02 },
-  { name: 'errors-0.1-0.5', champion: 0.001, candidate: 0.005 },
-  { name: 'aa', champion: 0.01, candidate: 0.01 },
-  { name: 'tolerance-edge', champion: 0.01, candidate: 0.015 },
+  { name: 'errors-1-2', kind: 'errors', champion: 0.01, candidate: 0.02 },
+  { name: 'errors-0.1-0.5', kind: 'errors', champion: 0.001, candidate: 0.005 },
+  { name: 'aa', kind: 'errors', champion: 0.01, candidate: 0.01 },
+  { name: 'tolerance-edge', kind: 'errors', champion: 0.01, candidate: 0.015 },
+  {
+    name: 'latency-p99-20',
+    kind: 'latency',
+    champion: 0.01,
+    candidate: 0.01,
+    latency: { medianMs: 40, sigma: 0.5, factor: 1.2 },
+  },
+  // The route says 5%; the candidate gets 3% (2 points of traffic), and its errors double too.
+  { name: 'srm-2', kind: 'srm', champion: 0.01, candidate: 0.02, observedShare: 0.03 },
+  // The candidate gets 2% fewer requests than routed (4.9%), errors equal.
+  { name: 'srm-2-relative', kind: 'srm', champion: 0.01, candidate: 0.01, observedShare: 0.049 },
 ];
+const LATENCY_LOOK_S = 10;
 
-/** Per second: requests and errors of each version. */
+/** Per second: requests and errors of each version; latency scenarios also each request's latency. */
 interface Trace {
   nc: Int32Array;
   ec: Int32Array;
   nb: Int32Array;
   eb: Int32Array;
+  /** Latencies (ms) in request order, and where each second's begin (length BAKE_S + 1). */
+  latC?: Float64Array;
+  latB?: Float64Array;
+  offC?: Int32Array;
+  offB?: Int32Array;
 }
 
-/** When a rule cut the candidate's traffic (second index, inclusive), or null. */
-type Rule = (t: Trace, s: Scenario) => number | null;
+/** When a rule cut the candidate's traffic (second index, inclusive) and, for SRM scenarios, which test did. */
+type Cut = { at: number; by?: 'srm' | 'rate' } | null;
+type Rule = (t: Trace, s: Scenario) => Cut;
+const at = (i: number | null): Cut => (i === null ? null : { at: i });
 
-function makeTrace(draw: (n: number, p: number) => number, s: Scenario): Trace {
-  const t = {
+interface Draws {
+  binomial: (n: number, p: number) => number;
+  normal: () => number;
+}
+
+function makeTrace(d: Draws, s: Scenario): Trace {
+  const t: Trace = {
     nc: new Int32Array(BAKE_S),
     ec: new Int32Array(BAKE_S),
     nb: new Int32Array(BAKE_S),
     eb: new Int32Array(BAKE_S),
   };
   for (let i = 0; i < BAKE_S; i++) {
-    const nc = draw(RATE, SHARE);
+    const nc = d.binomial(RATE, s.observedShare ?? SHARE);
     t.nc[i] = nc;
     t.nb[i] = RATE - nc;
-    t.ec[i] = draw(nc, s.candidate);
-    t.eb[i] = draw(RATE - nc, s.champion);
+    t.ec[i] = d.binomial(nc, s.candidate);
+    t.eb[i] = d.binomial(RATE - nc, s.champion);
+  }
+  if (s.latency) {
+    const { medianMs, sigma, factor } = s.latency;
+    const fill = (counts: Int32Array, scale: number) => {
+      const off = new Int32Array(BAKE_S + 1);
+      for (let i = 0; i < BAKE_S; i++) off[i + 1] = off[i]! + counts[i]!;
+      const lat = new Float64Array(off[BAKE_S]!);
+      for (let k = 0; k < lat.length; k++) lat[k] = scale * medianMs * Math.exp(sigma * d.normal());
+      return { off, lat };
+    };
+    const c = fill(t.nc, factor);
+    const b = fill(t.nb, 1);
+    Object.assign(t, { latC: c.lat, offC: c.off, latB: b.lat, offB: b.off });
   }
   return t;
 }
@@ -90,7 +146,11 @@ const sum = (a: Int32Array, from: number, to: number) => {
 };
 
 function promoteRule(tolerance: number): Rule {
-  return (t) => {
+  return (t) => at(promoteRate(t, tolerance));
+}
+
+function promoteRate(t: Trace, tolerance: number): number | null {
+  {
     // One split all bake long: one bucket of running counts is the same test as per-second buckets.
     const b: RatioBucket = {
       candidateRequests: 0,
@@ -106,28 +166,39 @@ function promoteRule(tolerance: number): Rule {
       if (testRateRatio([b], tolerance, 0.01).verdict === 'Fail') return i;
     }
     return null;
-  };
+  }
 }
 
-const flagger: Rule = (t) => {
+/** Whether the candidate's window [from, to) passes the anchors' threshold check. */
+function windowOk(t: Trace, s: Scenario, from: number, to: number): boolean {
+  if (s.latency) {
+    // p99 over the window at most 10% above the champion's true p99.
+    const lat = Array.from(t.latC!.subarray(t.offC![from], t.offC![to]));
+    if (lat.length === 0) return true;
+    return quantile(lat, 0.99) <= 1.1 * trueP99(s.latency.medianMs, s.latency.sigma);
+  }
+  const n = sum(t.nc, from, to);
+  const e = sum(t.ec, from, to);
+  return n === 0 || 1 - e / n >= 0.99;
+}
+
+const trueP99 = (median: number, sigma: number) => median * Math.exp(sigma * 2.326348);
+
+const flagger: Rule = (t, s) => {
   let failed = 0;
   for (let end = 60; end <= BAKE_S; end += 60) {
-    const n = sum(t.nc, end - 60, end);
-    const e = sum(t.ec, end - 60, end);
-    if (n > 0 && 1 - e / n < 0.99) failed++;
-    if (failed >= 5) return end - 1;
+    if (!windowOk(t, s, end - 60, end)) failed++;
+    if (failed >= 5) return at(end - 1);
   }
   return null;
 };
 
 function argo(failureLimit: number): Rule {
-  return (t) => {
+  return (t, s) => {
     let failures = 0;
     for (let end = 300; end <= BAKE_S; end += 300) {
-      const n = sum(t.nc, end - 300, end);
-      const e = sum(t.ec, end - 300, end);
-      if (n > 0 && 1 - e / n < 0.99) failures++;
-      if (failures > failureLimit) return end - 1;
+      if (!windowOk(t, s, end - 300, end)) failures++;
+      if (failures > failureLimit) return at(end - 1);
     }
     return null;
   };
@@ -162,23 +233,69 @@ function mannWhitney(x: number[], y: number[]): { p: number; xHigher: boolean } 
   return { p: 2 * (1 - cdf(Math.max(z, 0), 0, 1)), xHigher: u > mean };
 }
 
-const kayenta: Rule = (t) => {
+const kayenta: Rule = (t, s) => {
   for (let end = 900; end <= BAKE_S; end += 900) {
     const cand: number[] = [];
     const champ: number[] = [];
     for (let m = end - 900; m < end; m += 60) {
+      if (s.latency) {
+        // Per-minute p99 of each version.
+        const c = Array.from(t.latC!.subarray(t.offC![m], t.offC![m + 60]));
+        const b = Array.from(t.latB!.subarray(t.offB![m], t.offB![m + 60]));
+        if (c.length > 0) cand.push(quantile(c, 0.99));
+        if (b.length > 0) champ.push(quantile(b, 0.99));
+        continue;
+      }
       const nc = sum(t.nc, m, m + 60);
       const nb = sum(t.nb, m, m + 60);
       if (nc > 0) cand.push(sum(t.ec, m, m + 60) / nc);
       if (nb > 0) champ.push(sum(t.eb, m, m + 60) / nb);
     }
     const r = mannWhitney(cand, champ);
-    if (r.xHigher && r.p < 0.02) return end - 1;
+    if (r.xHigher && r.p < 0.02) return at(end - 1);
   }
   return null;
 };
 
-const oracle: Rule = (t, s) => {
+/** promote's latency guardrail: p99 confidence sequences, tolerance 0, alpha 0.01, every LATENCY_LOOK_S. */
+const promoteLatency: Rule = (t) => {
+  const c = new Array<number>(LATENCY_EDGES_MS.length).fill(0);
+  const b = new Array<number>(LATENCY_EDGES_MS.length).fill(0);
+  const hc: LatencyHistogram = { edges: LATENCY_EDGES_MS, counts: c, overflow: 0 };
+  const hb: LatencyHistogram = { edges: LATENCY_EDGES_MS, counts: b, overflow: 0 };
+  const add = (h: LatencyHistogram, counts: number[], lat: Float64Array) => {
+    const one = histogramOf(lat);
+    one.counts.forEach((k, i) => (counts[i]! += k));
+    (h as { overflow: number }).overflow += one.overflow;
+  };
+  for (let end = LATENCY_LOOK_S; end <= BAKE_S; end += LATENCY_LOOK_S) {
+    add(hc, c, t.latC!.subarray(t.offC![end - LATENCY_LOOK_S], t.offC![end]));
+    add(hb, b, t.latB!.subarray(t.offB![end - LATENCY_LOOK_S], t.offB![end]));
+    if (testQuantileRatio(hc, hb, 0.99, 0, 0.01).verdict === 'Fail') return at(end - 1);
+  }
+  return null;
+};
+
+/** promote with its sample-ratio check (alpha 0.001) before the error-rate test, every second. */
+const promoteSrm: Rule = (t) => {
+  const seg: SrmSegment = { expectedShare: SHARE, candidateRequests: 0, championRequests: 0 };
+  const b: RatioBucket = { candidateRequests: 0, candidateEvents: 0, championRequests: 0, championEvents: 0 };
+  for (let i = 0; i < BAKE_S; i++) {
+    seg.candidateRequests += t.nc[i]!;
+    seg.championRequests += t.nb[i]!;
+    b.candidateRequests += t.nc[i]!;
+    b.candidateEvents += t.ec[i]!;
+    b.championRequests += t.nb[i]!;
+    b.championEvents += t.eb[i]!;
+    if (testSampleRatio([seg], 0.001).verdict === 'Fail') return { at: i, by: 'srm' };
+    if (testRateRatio([b], 0, 0.01).verdict === 'Fail') return { at: i, by: 'rate' };
+  }
+  return null;
+};
+
+const oracle: Rule = (t, s) => at(oracleAt(t, s));
+
+function oracleAt(t: Trace, s: Scenario): number | null {
   const p0 = s.champion;
   const p1 = s.candidate;
   const upper = Math.log(0.99 / 0.01);
@@ -192,16 +309,19 @@ const oracle: Rule = (t, s) => {
     if (llr <= lower) return null;
   }
   return null;
-};
+}
 
-const RULES: { name: string; rule: Rule; applies?: (s: Scenario) => boolean }[] = [
-  { name: 'promote', rule: promoteRule(0) },
-  { name: 'promote-tol50', rule: promoteRule(0.5) },
-  { name: 'flagger', rule: flagger },
-  { name: 'argo-fl0', rule: argo(0) },
-  { name: 'argo-fl3', rule: argo(3) },
-  { name: 'kayenta', rule: kayenta },
-  { name: 'oracle-sprt', rule: oracle, applies: (s) => s.candidate !== s.champion },
+const errors = (s: Scenario) => s.kind === 'errors';
+const RULES: { name: string; rule: Rule; applies: (s: Scenario) => boolean }[] = [
+  { name: 'promote', rule: promoteRule(0), applies: errors },
+  { name: 'promote', rule: promoteLatency, applies: (s) => s.kind === 'latency' },
+  { name: 'promote', rule: promoteSrm, applies: (s) => s.kind === 'srm' },
+  { name: 'promote-tol50', rule: promoteRule(0.5), applies: errors },
+  { name: 'flagger', rule: flagger, applies: (s) => s.kind !== 'srm' },
+  { name: 'argo-fl0', rule: argo(0), applies: (s) => s.kind !== 'srm' },
+  { name: 'argo-fl3', rule: argo(3), applies: (s) => s.kind !== 'srm' },
+  { name: 'kayenta', rule: kayenta, applies: (s) => s.kind !== 'srm' },
+  { name: 'oracle-sprt', rule: oracle, applies: (s) => errors(s) && s.candidate !== s.champion },
 ];
 
 /** 95% Wilson score interval for k successes in n. */
@@ -230,29 +350,36 @@ function main(): void {
     if (only !== undefined && scenario.name !== only) continue;
     const uniform = randu.factory({ seed: SEED * 1000 + si });
     const draw = binomial.factory({ prng: uniform });
-    const sample = (n: number, p: number) => (n === 0 || p === 0 ? 0 : draw(n, p));
-    const rules = RULES.filter((r) => !r.applies || r.applies(scenario));
-    const cut = rules.map(() => ({ exposures: [] as number[], times: [] as number[] }));
-    for (let run = 0; run < RUNS; run++) {
-      const trace = makeTrace(sample, scenario);
+    const normalDraw = normal.factory({ prng: uniform });
+    const draws: Draws = {
+      binomial: (n, p) => (n === 0 || p === 0 ? 0 : draw(n, p)),
+      normal: () => normalDraw(0, 1),
+    };
+    const rules = RULES.filter((r) => r.applies(scenario));
+    const cut = rules.map(() => ({ exposures: [] as number[], times: [] as number[], bySrm: 0 }));
+    const runs = scenario.kind === 'latency' ? LATENCY_RUNS : RUNS;
+    for (let run = 0; run < runs; run++) {
+      const trace = makeTrace(draws, scenario);
       rules.forEach((r, i) => {
-        const at = r.rule(trace, scenario);
-        if (at !== null) {
-          cut[i]!.exposures.push(sum(trace.nc, 0, at + 1));
-          cut[i]!.times.push(at + 1);
+        const c = r.rule(trace, scenario);
+        if (c !== null) {
+          cut[i]!.exposures.push(sum(trace.nc, 0, c.at + 1));
+          cut[i]!.times.push(c.at + 1);
+          if (c.by === 'srm') cut[i]!.bySrm++;
         }
       });
     }
     rules.forEach((r, i) => {
-      const { exposures, times } = cut[i]!;
+      const { exposures, times, bySrm } = cut[i]!;
       exposures.sort((a, b) => a - b);
       times.sort((a, b) => a - b);
-      const [low, high] = wilson(exposures.length, RUNS);
+      const [low, high] = wilson(exposures.length, runs);
       rows.push({
         rule: r.name,
         scenario: scenario.name,
-        runs: RUNS,
-        rollbackRate: round(exposures.length / RUNS),
+        runs,
+        ...(scenario.kind === 'srm' ? { srmFirstRate: round(bySrm / runs) } : {}),
+        rollbackRate: round(exposures.length / runs),
         rollbackRateLow: round(low),
         rollbackRateHigh: round(high),
         exposureMedian: pct(exposures, 0.5),

@@ -55,18 +55,28 @@ export function quantileBounds(h: LatencyHistogram, q: number, alpha: number): Q
   checkAlpha(alpha);
   const n = checkHistogram(h);
   const threshold = Math.log(1 / alpha);
-  let lower = 0;
-  let upper: number | null = null;
-  let slower = n; // requests slower than the current edge
-  for (const [k, edge] of h.edges.entries()) {
-    slower -= h.counts[k]!;
-    const { above, below } = rateEvidence(slower, n, 1 - q);
-    if (above >= threshold) lower = edge;
-    if (below >= threshold) {
-      upper = edge;
-      break;
+  // slower[k]: requests slower than edges[k].
+  const slower = new Array<number>(h.edges.length);
+  let rest = n;
+  for (const [k, c] of h.counts.entries()) slower[k] = rest -= c;
+  // The evidence that the quantile is above an edge falls as the edge grows, the evidence that it
+  // is at most the edge rises: each bound is the edge where its test switches, found by bisection.
+  const firstEdge = (rejects: (k: number) => boolean, risingWithEdge: boolean): number => {
+    let lo = 0;
+    let hi = h.edges.length; // the answer in [lo, hi]; hi: none
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (rejects(mid) === risingWithEdge) hi = mid;
+      else lo = mid + 1;
     }
-  }
+    return lo;
+  };
+  const above = (k: number) => rateEvidence(slower[k]!, n, 1 - q).above >= threshold;
+  const below = (k: number) => rateEvidence(slower[k]!, n, 1 - q).below >= threshold;
+  const firstNotAbove = firstEdge(above, false);
+  const firstBelow = firstEdge(below, true);
+  const lower = firstNotAbove > 0 ? h.edges[firstNotAbove - 1]! : 0;
+  const upper = firstBelow < h.edges.length ? h.edges[firstBelow]! : null;
   return { lower, upper, n };
 }
 
