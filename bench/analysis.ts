@@ -22,7 +22,7 @@
  * exposureP90 (candidate requests served before its traffic is cut, over the runs that rolled
  * back), timeMedianS (seconds to rollback, same runs).
  *
- *   npm run bench:analysis -- [--quick] [--runs 1000] [--seed 7] [--scenario NAME]
+ *   npm run bench:analysis -- [--quick] [--runs 2000] [--seed 7] [--scenario NAME]
  */
 import binomial from '@stdlib/random-base-binomial';
 import randu from '@stdlib/random-base-randu';
@@ -48,7 +48,7 @@ const arg = (name: string, fallback: number) => {
   return v;
 };
 const QUICK = process.argv.includes('--quick');
-const RUNS = arg('runs', QUICK ? 60 : 1000);
+const RUNS = arg('runs', QUICK ? 60 : 2000);
 /** Latency traces hold every request's latency: fewer runs. */
 const LATENCY_RUNS = Math.max(1, Math.round(RUNS / 5));
 const SEED = arg('seed', 7);
@@ -85,6 +85,8 @@ const SCENARIOS: Scenario[] = [
   { name: 'srm-2-relative', kind: 'srm', champion: 0.01, candidate: 0.01, observedShare: 0.049 },
 ];
 const LATENCY_LOOK_S = 10;
+/** The plan's guardrail minSamples default. */
+const MIN_SAMPLES = 100;
 
 /** Per second: requests and errors of each version; latency scenarios also each request's latency. */
 interface Trace {
@@ -163,7 +165,9 @@ function promoteRate(t: Trace, tolerance: number): number | null {
       b.candidateEvents += t.ec[i]!;
       b.championRequests += t.nb[i]!;
       b.championEvents += t.eb[i]!;
-      if (testRateRatio([b], tolerance, 0.01).verdict === 'Fail') return i;
+      // The plan's minSamples (default 100): no verdict on fewer candidate requests.
+      if (b.candidateRequests >= MIN_SAMPLES && testRateRatio([b], tolerance, 0.01).verdict === 'Fail')
+        return i;
     }
     return null;
   }

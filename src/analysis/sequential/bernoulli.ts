@@ -9,10 +9,11 @@
  */
 import { bernoulliKl, effectMixture, logistic, logit, logMixture, type Mixture } from './mixture';
 
-/** Odds factors the tests are weighted towards: from 20% more to 10-fold (chosen with bench/analysis.ts). */
+/** Odds factors the tests are sensitive to, from 20% more to 10-fold, and their weights (chosen with bench/analysis.ts). */
 export const RATE_EFFECTS = [1.2, 1.5, 2, 2.5, 3, 4, 6, 10] as const;
-const ABOVE = effectMixture(RATE_EFFECTS, 'up');
-const BELOW = effectMixture(RATE_EFFECTS, 'down');
+export const RATE_WEIGHTS = [1, 2, 2, 1.5, 1, 1, 0.5, 0.5] as const;
+const ABOVE = effectMixture(RATE_EFFECTS, 'up', RATE_WEIGHTS);
+const BELOW = effectMixture(RATE_EFFECTS, 'down', RATE_WEIGHTS);
 
 export type SequentialVerdict = 'Fail' | 'Pass' | 'Inconclusive';
 

@@ -16,7 +16,7 @@
  * Wilenski 1940; Lehmann & Romano, Testing Statistical Hypotheses, 4.5); the sequential mixture is
  * Robbins's method of mixtures.
  */
-import { RATE_EFFECTS, type SequentialVerdict } from './bernoulli';
+import { RATE_EFFECTS, RATE_WEIGHTS, type SequentialVerdict } from './bernoulli';
 import { bernoulliKl, effectMixture, logMixture, type Mixture } from './mixture';
 
 /** Requests and events of both versions in one time bucket with one traffic split. */
@@ -44,8 +44,8 @@ export interface RatioTest {
   expectedMoreSamples: number | null;
 }
 
-const ABOVE = effectMixture(RATE_EFFECTS, 'up');
-const BELOW = effectMixture(RATE_EFFECTS, 'down');
+const ABOVE = effectMixture(RATE_EFFECTS, 'up', RATE_WEIGHTS);
+const BELOW = effectMixture(RATE_EFFECTS, 'down', RATE_WEIGHTS);
 
 function logRatios(mixture: Mixture, buckets: readonly RatioBucket[], rho0: number): number[] {
   return mixture.points.map((d) => {
