@@ -6,15 +6,19 @@
 import binomial from '@stdlib/random-base-binomial';
 import randu from '@stdlib/random-base-randu';
 import {
+  aucWithVariance,
   histogramOf,
+  mixtureInterval,
   LATENCY_EDGES_MS,
   quantileBounds,
   testQuantileLimit,
   testQuantileRatio,
   testRateLimit,
   testRateRatio,
+  testRegression,
   testSampleRatio,
 } from '../../src/analysis/sequential';
+import { auc } from '../../src/analysis/stats';
 
 const ALPHA = 0.01;
 
@@ -314,5 +318,58 @@ describe('quantiles from histograms', () => {
     expect(testQuantileLimit(same, 0.99, 100, ALPHA).verdict).toBe('Pass');
     expect(testQuantileLimit(same, 0.99, 20, ALPHA).verdict).toBe('Fail');
     expect(testQuantileLimit(histogramOf([]), 0.99, 20, ALPHA).verdict).toBe('Inconclusive');
+  });
+});
+
+describe('quality differences on labelled rows', () => {
+  // Scores: N(0, 1) for negatives, N(delta, 1) for positives: AUC = Φ(delta / √2).
+  const rows = (u: () => number, n: number, delta: number) => {
+    const gauss = () => Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u());
+    const labels = Array.from({ length: n }, () => (u() < 0.3 ? 1 : 0));
+    return { labels, scores: labels.map((l) => l * delta + gauss()) };
+  };
+
+  test('AUC with DeLong variance matches the plain AUC; a perfect ranking has no variance', () => {
+    const { labels, scores } = rows(sampler(51).uniform, 2000, 1.466);
+    const est = aucWithVariance(scores, labels)!;
+    expect(est.auc).toBeCloseTo(auc(scores, labels), 10);
+    expect(est.auc).toBeGreaterThan(0.82);
+    expect(est.auc).toBeLessThan(0.88);
+    expect(est.variance).toBeGreaterThan(0);
+    expect(aucWithVariance([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1])).toMatchObject({ auc: 1, variance: 0 });
+    expect(aucWithVariance([0.1, 0.2], [0, 0])).toBeNull();
+  });
+
+  test('calibration: equal models, looked at every 500 rows, the interval covers 0 at every look', () => {
+    const s = sampler(52);
+    const runs = 200;
+    let missed = 0;
+    for (let r = 0; r < runs; r++) {
+      const cand = rows(s.uniform, 5000, 1.466);
+      const champ = rows(s.uniform, 5000, 1.466);
+      for (let k = 500; k <= 5000; k += 500) {
+        const a = aucWithVariance(cand.scores.slice(0, k), cand.labels.slice(0, k))!;
+        const b = aucWithVariance(champ.scores.slice(0, k), champ.labels.slice(0, k))!;
+        const i = mixtureInterval(a.auc - b.auc, a.variance + b.variance, ALPHA, 0.03);
+        if (i.lower > 0 || i.upper < 0) {
+          missed++;
+          break;
+        }
+      }
+    }
+    expect(wilsonLow(missed, runs)).toBeLessThanOrEqual(ALPHA);
+  });
+
+  test('a 3-point AUC drop fails a zero tolerance; equal models pass a 5-point one', () => {
+    const s = sampler(53);
+    const champ = rows(s.uniform, 20_000, 1.466); // AUC about 0.85
+    const worse = rows(s.uniform, 20_000, 1.294); // about 0.82
+    const same = rows(s.uniform, 20_000, 1.466);
+    const b = aucWithVariance(champ.scores, champ.labels)!;
+    const w = aucWithVariance(worse.scores, worse.labels)!;
+    const e = aucWithVariance(same.scores, same.labels)!;
+    expect(testRegression(w.auc - b.auc, w.variance + b.variance, 0, ALPHA, 0.03).verdict).toBe('Fail');
+    expect(testRegression(e.auc - b.auc, e.variance + b.variance, 0.05, ALPHA, 0.03).verdict).toBe('Pass');
+    expect(() => testRegression(0, 1, -1, ALPHA, 0.03)).toThrow('maxRegression must be >= 0');
   });
 });

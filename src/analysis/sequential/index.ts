@@ -3,3 +3,4 @@ export * from './bernoulli';
 export * from './ratio';
 export * from './srm';
 export * from './quantile';
+export * from './difference';
