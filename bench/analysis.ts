@@ -29,10 +29,12 @@ import randu from '@stdlib/random-base-randu';
 import normal from '@stdlib/random-base-normal';
 import cdf from '@stdlib/stats-base-dists-normal-cdf';
 import {
+  aucWithVariance,
   histogramOf,
   LATENCY_EDGES_MS,
   testQuantileRatio,
   testRateRatio,
+  testRegression,
   testSampleRatio,
   type LatencyHistogram,
   type RatioBucket,
@@ -51,6 +53,8 @@ const QUICK = process.argv.includes('--quick');
 const RUNS = arg('runs', QUICK ? 60 : 2000);
 /** Latency traces hold every request's latency: fewer runs. */
 const LATENCY_RUNS = Math.max(1, Math.round(RUNS / 5));
+/** Label traces are two weeks of labelled rows, each look a full AUC: fewer runs. */
+const LABEL_RUNS = Math.max(1, Math.round(RUNS / 5));
 const SEED = arg('seed', 7);
 const RATE = 200;
 const SHARE = 0.05;
@@ -342,14 +346,168 @@ const pct = (sorted: number[], q: number): number | null =>
   sorted.length === 0 ? null : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 const round = (x: number, d = 4) => Number(x.toFixed(d));
 
+/**
+ * Delayed labels during the watch: labelled predictions at LABEL_RATE per second, 90% served by
+ * the candidate and 10% by the champion (the holdback); each label arrives after a lognormal delay
+ * (median 1 day, log-sd 1). Scores: N(0, 1) for negatives, N(delta, 1) for positives (AUC =
+ * Φ(delta/√2)), prevalence 0.3. promote's rule: every 6 hours, AUC difference on the rows whose
+ * labels have arrived, testRegression with maxRegression 0, alpha 0.01, τ 0.03. The fixed-horizon
+ * reference: the labels a one-sided z-test (alpha 0.01, power 0.8) needs for the same drop, with the
+ * per-row variance measured on a large sample, and the time until that many labels are expected to
+ * have arrived.
+ */
+const LABEL_SCENARIOS = [
+  { name: 'labels-auc-3', candidateDelta: 1.294, championDelta: 1.466 }, // AUC 0.82 vs 0.85
+  { name: 'labels-aa', candidateDelta: 1.466, championDelta: 1.466 },
+];
+const LABEL_RATE = 0.05;
+const LABEL_DAYS = 14;
+const LABEL_LOOK_S = 6 * 3600;
+const DELAY_MEDIAN_S = 86_400;
+const DELAY_SIGMA = 1;
+const LABEL_TAU = 0.03;
+const LABEL_ALPHA = 0.01;
+const HOLDBACK = 0.1;
+
+interface LabelledRow {
+  arrival: number;
+  score: number;
+  label: number;
+  champion: boolean;
+}
+
+function labelledRows(
+  u: () => number,
+  gauss: () => number,
+  candidateDelta: number,
+  championDelta: number,
+): LabelledRow[] {
+  const horizon = LABEL_DAYS * 86_400;
+  const rows: LabelledRow[] = [];
+  for (let t = -Math.log(1 - u()) / LABEL_RATE; t < horizon; t += -Math.log(1 - u()) / LABEL_RATE) {
+    const champion = u() < HOLDBACK;
+    const label = u() < 0.3 ? 1 : 0;
+    const delta = champion ? championDelta : candidateDelta;
+    rows.push({
+      arrival: t + DELAY_MEDIAN_S * Math.exp(DELAY_SIGMA * gauss()),
+      score: label * delta + gauss(),
+      label,
+      champion,
+    });
+  }
+  return rows.sort((a, b) => a.arrival - b.arrival);
+}
+
+function labelLookFails(rows: readonly LabelledRow[]): boolean {
+  const c = rows.filter((r) => !r.champion);
+  const b = rows.filter((r) => r.champion);
+  const ec = aucWithVariance(
+    c.map((r) => r.score),
+    c.map((r) => r.label),
+  );
+  const eb = aucWithVariance(
+    b.map((r) => r.score),
+    b.map((r) => r.label),
+  );
+  if (!ec || !eb || eb.positives + eb.negatives < 100) return false;
+  return (
+    testRegression(ec.auc - eb.auc, ec.variance + eb.variance, 0, LABEL_ALPHA, LABEL_TAU).verdict === 'Fail'
+  );
+}
+
+/** Expected labels arrived by time T from a constant flow of predictions since 0: rate × ∫0^T F(u) du. */
+function expectedArrived(T: number, rate: number): number {
+  const steps = 2000;
+  let sum = 0;
+  for (let i = 0; i < steps; i++) {
+    const u = ((i + 0.5) / steps) * T;
+    sum += cdf((Math.log(u) - Math.log(DELAY_MEDIAN_S)) / DELAY_SIGMA, 0, 1);
+  }
+  return (rate * T * sum) / steps;
+}
+
+function fixedHorizonWaitS(
+  gauss: () => number,
+  u: () => number,
+  candidateDelta: number,
+  championDelta: number,
+): number {
+  // Per-row variance of each arm's AUC estimate, from one large sample each.
+  const perRow = (delta: number) => {
+    const n = 200_000;
+    const labels = Array.from({ length: n }, () => (u() < 0.3 ? 1 : 0));
+    const est = aucWithVariance(
+      labels.map((l) => l * delta + gauss()),
+      labels,
+    )!;
+    return { auc: est.auc, v: est.variance * n };
+  };
+  const c = perRow(candidateDelta);
+  const b = perRow(championDelta);
+  const drop = b.auc - c.auc;
+  const z = 2.326348 + 0.841621; // one-sided alpha 0.01, power 0.8
+  // n labelled rows in all: variance c.v / (0.9 n) + b.v / (0.1 n) = (drop / z)^2.
+  const n = (c.v / (1 - HOLDBACK) + b.v / HOLDBACK) / (drop / z) ** 2;
+  let lo = 0;
+  let hi = 365 * 86_400;
+  for (let i = 0; i < 60; i++) {
+    const mid = (lo + hi) / 2;
+    if (expectedArrived(mid, LABEL_RATE) >= n) hi = mid;
+    else lo = mid;
+  }
+  return hi;
+}
+
+function runLabelScenario(sc: (typeof LABEL_SCENARIOS)[number], index: number): Record<string, unknown> {
+  const uniform = randu.factory({ seed: SEED * 1000 + 100 + index });
+  const normalDraw = normal.factory({ prng: uniform });
+  const gauss = () => normalDraw(0, 1);
+  const u = () => uniform();
+  const runs = LABEL_RUNS;
+  const times: number[] = [];
+  for (let run = 0; run < runs; run++) {
+    const rows = labelledRows(u, gauss, sc.candidateDelta, sc.championDelta);
+    let arrived = 0;
+    for (let look = LABEL_LOOK_S; look <= LABEL_DAYS * 86_400; look += LABEL_LOOK_S) {
+      while (arrived < rows.length && rows[arrived]!.arrival <= look) arrived++;
+      if (labelLookFails(rows.slice(0, arrived))) {
+        times.push(look);
+        break;
+      }
+    }
+  }
+  times.sort((a, b) => a - b);
+  const [low, high] = wilson(times.length, runs);
+  const drop = sc.candidateDelta !== sc.championDelta;
+  const wait = drop ? fixedHorizonWaitS(gauss, u, sc.candidateDelta, sc.championDelta) : null;
+  const median = pct(times, 0.5);
+  return {
+    rule: 'promote',
+    scenario: sc.name,
+    runs,
+    rollbackRate: round(times.length / runs),
+    rollbackRateLow: round(low),
+    rollbackRateHigh: round(high),
+    exposureMedian: null,
+    exposureP90: null,
+    timeMedianS: median,
+    ...(wait !== null
+      ? {
+          fixedHorizonWaitS: Math.round(wait),
+          timeMedianOverFixedHorizon: median === null ? null : round(median / wait, 3),
+        }
+      : {}),
+  };
+}
+
 function main(): void {
   const started = Date.now();
   const rows: Record<string, unknown>[] = [];
   const only = process.argv.includes('--scenario')
     ? process.argv[process.argv.indexOf('--scenario') + 1]
     : undefined;
-  if (only !== undefined && !SCENARIOS.some((s) => s.name === only))
-    throw new Error(`--scenario: one of ${SCENARIOS.map((s) => s.name).join(', ')}`);
+  const names = [...SCENARIOS, ...LABEL_SCENARIOS].map((s) => s.name);
+  if (only !== undefined && !names.includes(only)) throw new Error(`--scenario: one of ${names.join(', ')}`);
   for (const [si, scenario] of SCENARIOS.entries()) {
     if (only !== undefined && scenario.name !== only) continue;
     const uniform = randu.factory({ seed: SEED * 1000 + si });
@@ -395,10 +553,17 @@ function main(): void {
       `bench:analysis: ${scenario.name} done (${Math.round((Date.now() - started) / 1000)} s)\n`,
     );
   }
+  for (const [i, sc] of LABEL_SCENARIOS.entries()) {
+    if (only !== undefined && sc.name !== only) continue;
+    rows.push(runLabelScenario(sc, i));
+    process.stderr.write(
+      `bench:analysis: ${sc.name} done (${Math.round((Date.now() - started) / 1000)} s)\n`,
+    );
+  }
   const out = {
     command: `npm run bench:analysis --${QUICK ? ' --quick' : ''} --runs ${RUNS} --seed ${SEED}`,
     traces: { requestsPerS: RATE, candidateShare: SHARE, bakeS: BAKE_S, seed: SEED },
-    scenarios: SCENARIOS,
+    scenarios: [...SCENARIOS, ...LABEL_SCENARIOS],
     results: rows,
     seconds: Math.round((Date.now() - started) / 1000),
   };
