@@ -504,7 +504,7 @@ function main(): void {
   const started = Date.now();
   const rows: Record<string, unknown>[] = [];
   const only = process.argv.includes('--scenario')
-    ? process.argv[process.argv.indexOf('--scenario') + 1]
+    ? (process.argv[process.argv.indexOf('--scenario') + 1] ?? '')
     : undefined;
   const names = [...SCENARIOS, ...LABEL_SCENARIOS].map((s) => s.name);
   if (only !== undefined && !names.includes(only)) throw new Error(`--scenario: one of ${names.join(', ')}`);
@@ -570,4 +570,9 @@ function main(): void {
   process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
 }
 
-main();
+try {
+  main();
+} catch (err) {
+  process.stderr.write(`bench:analysis: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(2);
+}

@@ -81,6 +81,24 @@ export async function runPromotion(
     if (!c.ok) say(`  CHECK FAILED after ${label}: ${c.check}: ${c.detail}`);
   };
   const champion = await stack.registry.getAlias(model, 'champion').catch(() => null);
+  /** The end state after an outcome: a bad candidate stopped, and the plane consistent with it. */
+  const checkEnd = async (
+    outcome: string,
+    badDetail: string,
+    decisions: Decision[] | null,
+    suffix: string,
+  ) => {
+    if (spec.bad) check({ check: 'bad candidate stopped', ok: outcome !== 'succeeded', detail: badDetail });
+    const serving = outcome === 'succeeded' ? spec.candidate : champion;
+    for (const c of await checkConsistency(stack, {
+      model,
+      serving: serving ?? '?',
+      candidate: spec.candidate,
+      outcomeTag: outcome,
+      decisions,
+    }))
+      check({ ...c, check: `${c.check}${suffix}` });
+  };
   const record: PromotionRecord = {
     n: spec.n,
     candidate: spec.candidate,
@@ -208,21 +226,12 @@ export async function runPromotion(
     say(
       `promotion ${spec.n}: ${record.outcome} in ${record.durationSec}s${record.reason ? ` (${record.reason})` : ''}`,
     );
-    if (spec.bad)
-      check({
-        check: 'bad candidate stopped',
-        ok: record.outcome !== 'succeeded',
-        detail: `${spec.candidate} ended ${record.outcome}`,
-      });
-    const serving = record.outcome === 'succeeded' ? spec.candidate : champion;
-    for (const c of await checkConsistency(stack, {
-      model,
-      serving: serving ?? '?',
-      candidate: spec.candidate,
-      outcomeTag: record.outcome,
-      decisions: result?.status.decisions ?? null,
-    }))
-      check(c);
+    await checkEnd(
+      record.outcome,
+      `${spec.candidate} ended ${record.outcome}`,
+      result?.status.decisions ?? null,
+      '',
+    );
   } else {
     record.outcome = final?.status === 'TERMINATED' ? 'terminated' : `workflow ${final?.status ?? 'unknown'}`;
     if (final?.status !== 'TERMINATED')
@@ -235,23 +244,13 @@ export async function runPromotion(
     const decisions = await decisionsOf();
     const recovery = await recoverThroughCli(stack, spec, champion, check);
     record.recovery = recovery;
-    if (spec.bad && recovery.outcome !== null)
-      check({
-        check: 'bad candidate stopped',
-        ok: recovery.outcome !== 'succeeded',
-        detail: `${spec.candidate} was terminated; recovery ${recovery.outcome}`,
-      });
-    if (recovery.outcome !== null) {
-      const serving = recovery.outcome === 'succeeded' ? spec.candidate : champion;
-      for (const c of await checkConsistency(stack, {
-        model,
-        serving: serving ?? '?',
-        candidate: spec.candidate,
-        outcomeTag: recovery.outcome,
+    if (recovery.outcome !== null)
+      await checkEnd(
+        recovery.outcome,
+        `${spec.candidate} was terminated; recovery ${recovery.outcome}`,
         decisions,
-      }))
-        check({ ...c, check: `${c.check} (after recovery)` });
-    }
+        ' (after recovery)',
+      );
   }
   return { record, fired, notFired, checks, errors, waitedForFaultsMs };
 }

@@ -52,24 +52,31 @@ export function quantile(values: readonly number[], q: number): number {
   return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (pos - lo);
 }
 
+/** 1-based ranks of `xs`, ties given the average rank of their group (midranks). */
+export function midranks(xs: readonly number[]): Float64Array {
+  const order = xs.map((_, i) => i).sort((a, b) => xs[a]! - xs[b]!);
+  const ranks = new Float64Array(xs.length);
+  for (let i = 0; i < order.length;) {
+    let j = i;
+    while (j + 1 < order.length && xs[order[j + 1]!] === xs[order[i]!]) j++;
+    for (let k = i; k <= j; k++) ranks[order[k]!] = (i + j) / 2 + 1;
+    i = j + 1;
+  }
+  return ranks;
+}
+
 /** ROC AUC of `scores` against binary `labels` (Mann-Whitney with tie handling); NaN if one class is absent. */
 export function auc(scores: readonly number[], labels: readonly number[]): number {
-  const idx = scores.map((s, i) => ({ s, y: labels[i]! })).sort((a, b) => a.s - b.s);
+  const ranks = midranks(scores);
   let rankSum = 0;
   let positives = 0;
-  for (let i = 0; i < idx.length;) {
-    let j = i;
-    while (j < idx.length && idx[j]!.s === idx[i]!.s) j++;
-    const rank = (i + j + 1) / 2; // average 1-based rank of the tie group
-    for (let k = i; k < j; k++) {
-      if (idx[k]!.y === 1) {
-        rankSum += rank;
-        positives++;
-      }
+  labels.forEach((y, i) => {
+    if (y === 1) {
+      rankSum += ranks[i]!;
+      positives++;
     }
-    i = j;
-  }
-  const negatives = idx.length - positives;
+  });
+  const negatives = scores.length - positives;
   if (positives === 0 || negatives === 0) return NaN;
   return (rankSum - (positives * (positives + 1)) / 2) / (positives * negatives);
 }

@@ -12,6 +12,7 @@
  * estimate must be close to normal, so a minimum of labelled rows still applies). τ is the
  * difference the test is tuned to detect fastest.
  */
+import { midranks } from '../stats';
 import { checkAlpha, type SequentialVerdict } from './bernoulli';
 
 export interface DifferenceInterval {
@@ -83,21 +84,10 @@ export function aucWithVariance(scores: readonly number[], labels: readonly numb
   const m = pos.length;
   const n = neg.length;
   if (m === 0 || n === 0) return null;
-  const ranks = (xs: readonly number[]): Float64Array => {
-    const order = xs.map((_, i) => i).sort((a, b) => xs[a]! - xs[b]!);
-    const r = new Float64Array(xs.length);
-    for (let i = 0; i < order.length;) {
-      let j = i;
-      while (j + 1 < order.length && xs[order[j + 1]!] === xs[order[i]!]) j++;
-      for (let k = i; k <= j; k++) r[order[k]!] = (i + j) / 2 + 1;
-      i = j + 1;
-    }
-    return r;
-  };
   const all = [...pos, ...neg];
-  const rAll = ranks(all);
-  const rPos = ranks(pos);
-  const rNeg = ranks(neg);
+  const rAll = midranks(all);
+  const rPos = midranks(pos);
+  const rNeg = midranks(neg);
   // Placements: v10[i] = share of negatives below positive i; v01[j] = share of positives above negative j.
   const v10 = new Float64Array(m);
   const v01 = new Float64Array(n);

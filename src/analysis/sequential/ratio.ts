@@ -16,7 +16,7 @@
  * Wilenski 1940; Lehmann & Romano, Testing Statistical Hypotheses, 4.5); the sequential mixture is
  * Robbins's method of mixtures.
  */
-import { RATE_EFFECTS, RATE_WEIGHTS, type SequentialVerdict } from './bernoulli';
+import { checkAlpha, RATE_EFFECTS, RATE_WEIGHTS, type SequentialVerdict } from './bernoulli';
 import { bernoulliKl, effectMixture, logMixture, type Mixture } from './mixture';
 
 /** Requests and events of both versions in one time bucket with one traffic split. */
@@ -75,7 +75,7 @@ function checkBucket(b: RatioBucket, i: number): void {
 export function testRateRatio(buckets: readonly RatioBucket[], tolerance: number, alpha: number): RatioTest {
   if (!(tolerance >= 0 && Number.isFinite(tolerance)))
     throw new Error(`tolerance must be >= 0, got ${tolerance}`);
-  if (!(alpha > 0 && alpha < 1)) throw new Error(`alpha must be in (0, 1), got ${alpha}`);
+  checkAlpha(alpha);
   buckets.forEach(checkBucket);
   const rho0 = 1 + tolerance;
   const logThreshold = Math.log(1 / alpha);

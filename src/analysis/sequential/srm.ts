@@ -10,7 +10,7 @@
  * multinomial count data", NeurIPS 2022), which also motivates SRM as a sequential test; segments
  * let the weights change over a canary.
  */
-import { type SequentialVerdict } from './bernoulli';
+import { checkAlpha, type SequentialVerdict } from './bernoulli';
 import { effectMixture, logMixture } from './mixture';
 
 /** Requests each version received while the route gave the candidate `expectedShare` (0 < w < 1). */
@@ -36,7 +36,7 @@ export const SRM_EFFECTS = [1.01, 1.02, 1.05, 1.1, 1.25, 1.5, 2, 3] as const;
 const MIXTURE = effectMixture(SRM_EFFECTS, 'both');
 
 export function testSampleRatio(segments: readonly SrmSegment[], alpha: number): SrmTest {
-  if (!(alpha > 0 && alpha < 1)) throw new Error(`alpha must be in (0, 1), got ${alpha}`);
+  checkAlpha(alpha);
   segments.forEach((s, i) => {
     if (!(s.expectedShare > 0 && s.expectedShare < 1))
       throw new Error(`segment ${i}: expected share must be in (0, 1), got ${s.expectedShare}`);
@@ -45,10 +45,11 @@ export function testSampleRatio(segments: readonly SrmSegment[], alpha: number):
         throw new Error(`segment ${i}: ${k} must be a whole number >= 0`);
   });
   const logRatios = MIXTURE.points.map((d) => {
+    const factor = Math.exp(d);
     let sum = 0;
     for (const s of segments) {
       const w = s.expectedShare;
-      const share = (Math.exp(d) * w) / (Math.exp(d) * w + 1 - w);
+      const share = (factor * w) / (factor * w + 1 - w);
       sum += s.candidateRequests * Math.log(share / w) + s.championRequests * Math.log((1 - share) / (1 - w));
     }
     return sum;
