@@ -2,9 +2,14 @@
  * Measuring activities: offline gates, shadow comparison, guardrails and delayed labels. They
  * return measurements only; verdicts come from the pure assessments in src/analysis.
  */
-import { compareScores, type ShadowComparison } from '../analysis/shadow';
+import { addToSparse, type LiveCounts } from '../analysis/guardrail';
+import { compareLabels, summarizeLabels, type LabelComparison } from '../analysis/labels';
+import type { ShadowComparison } from '../analysis/shadow';
+import { compareScores } from '../analysis/shadow-compare';
 import type { Measurement } from '../analysis/types';
-import type { Gate, Guardrail, PolicyThresholds } from '../plan/schema';
+import type { Gate, PolicyThresholds } from '../plan/schema';
+import { checkCounts, checkLabelled } from '../providers/checks';
+import type { Split } from '../workflows/types';
 import { guard, measuredOrError, type ActivityContext, type Target } from './context';
 
 /** A measurement of both versions in play. */
@@ -37,7 +42,7 @@ export function measureActivities(ctx: ActivityContext) {
     },
 
     async measureShadow(
-      input: Target & { fromMs: number; toMs: number; policy: PolicyThresholds | null },
+      input: Target & { fromMs: number; toMs: number; policy: PolicyThresholds | null; alpha?: number },
     ): Promise<ShadowComparison> {
       return guard(async () => {
         const pairs = await ctx.providers(input.refs).metrics.shadowPairs({
@@ -47,52 +52,71 @@ export function measureActivities(ctx: ActivityContext) {
           fromMs: input.fromMs,
           toMs: input.toMs,
         });
-        return compareScores(pairs, input.policy ? [input.policy.review, input.policy.block] : [0.5]);
+        return compareScores(
+          pairs,
+          input.policy ? [input.policy.review, input.policy.block] : [0.5],
+          input.alpha ?? 0.05,
+        );
       });
     },
 
-    async measureGuardrails(
-      input: Target & { guardrails: Guardrail[]; fromMs: number; toMs: number },
-    ): Promise<PairedMeasurement[]> {
-      const { metrics } = ctx.providers(input.refs);
-      const measure = (metric: string, version: string) =>
-        measuredOrError(
-          () =>
-            metrics.measure({ model: input.model, version, metric, fromMs: input.fromMs, toMs: input.toMs }),
-          failed(metric, version),
-        );
-      const out: PairedMeasurement[] = [];
-      for (const rule of input.guardrails) {
-        out.push({
-          metric: rule.metric,
-          candidate: await measure(rule.metric, input.candidate),
-          champion: await measure(rule.metric, input.champion),
-        });
+    /**
+     * Counts of both versions in every traffic split (the live checks' whole input): per split the
+     * requests, errors and assignment units, and each version's latency histogram over all splits.
+     * Any window that cannot be read makes the whole measurement an Error.
+     */
+    async measureLive(input: Target & { splits: Split[]; toMs: number }): Promise<LiveCounts> {
+      const empty = (): LiveCounts => ({
+        phase: 'Ok',
+        splits: [],
+        latency: { candidate: { bins: [], maxMs: null }, champion: { bins: [], maxMs: null } },
+      });
+      try {
+        const { metrics } = ctx.providers(input.refs);
+        const live = empty();
+        for (const split of input.splits) {
+          const window = { model: input.model, fromMs: split.fromMs, toMs: split.toMs ?? input.toMs };
+          const candidate = checkCounts(await metrics.counts({ ...window, version: input.candidate }));
+          const champion = checkCounts(await metrics.counts({ ...window, version: input.champion }));
+          live.splits.push({
+            percent: split.percent,
+            candidate: { requests: candidate.requests, errors: candidate.errors, units: candidate.units },
+            champion: { requests: champion.requests, errors: champion.errors, units: champion.units },
+          });
+          addToSparse(live.latency.candidate, candidate.latency.counts, candidate.latency.maxMs);
+          addToSparse(live.latency.champion, champion.latency.counts, champion.latency.maxMs);
+        }
+        return live;
+      } catch (err) {
+        return { ...empty(), phase: 'Error', error: err instanceof Error ? err.message : String(err) };
       }
-      return out;
     },
 
+    /** Both versions' quality on matured labelled predictions of the window. */
     async measureLabels(
-      input: Target & { metric: string; fromMs: number; toMs: number },
-    ): Promise<PairedMeasurement> {
-      const { metrics } = ctx.providers(input.refs);
-      const measure = (version: string) =>
-        measuredOrError(
-          () =>
-            metrics.labelMetric({
-              model: input.model,
-              version,
-              metric: input.metric,
-              fromMs: input.fromMs,
-              toMs: input.toMs,
-            }),
-          failed(input.metric, version),
+      input: Target & { fromMs: number; toMs: number; maturity: number },
+    ): Promise<LabelComparison> {
+      try {
+        const { metrics } = ctx.providers(input.refs);
+        const rows = (version: string) =>
+          metrics.labelled({ model: input.model, version, fromMs: input.fromMs, toMs: input.toMs });
+        return compareLabels(
+          { version: input.candidate, rows: checkLabelled(await rows(input.candidate)) },
+          { version: input.champion, rows: checkLabelled(await rows(input.champion)) },
+          input.toMs,
+          input.maturity,
         );
-      return {
-        metric: input.metric,
-        candidate: await measure(input.candidate),
-        champion: await measure(input.champion),
-      };
+      } catch (err) {
+        const none = (version: string) => summarizeLabels(version, []);
+        return {
+          phase: 'Error',
+          error: err instanceof Error ? err.message : String(err),
+          maturedBeforeMs: null,
+          delayMs: null,
+          candidate: none(input.candidate),
+          champion: none(input.champion),
+        };
+      }
     },
   };
 }

@@ -1,125 +1,320 @@
 /**
- * Guardrail assessment: a live measurement of the candidate (and the champion, for relative rules)
- * becomes a verdict with evidence. Pure: no I/O, no Temporal.
+ * Live guardrails and the sample-ratio check: the counts of every traffic split since the first
+ * shift become verdicts from always-valid tests (src/analysis/sequential), so a verdict's error
+ * rate holds over every look of every bake and of the watch. Pure: no I/O, no Temporal.
+ * docs/decisions.md describes the methods and their assumptions.
  */
 import type { Guardrail } from '../plan/schema';
-import { rateExceedsPValue } from './stats';
-import { fmt, type Assessment, type Measurement } from './types';
+import {
+  LATENCY_EDGES_MS,
+  testQuantileLimit,
+  testQuantileRatio,
+  testRateLimit,
+  testRateRatio,
+  testSampleRatio,
+  type LatencyHistogram,
+  type QuantileBounds,
+  type SequentialVerdict,
+} from './sequential';
+import { fmt, type Assessment, type TestEvidence, type Verdict } from './types';
 
-/** Assesses one guardrail rule. `champion` is required only by `relativeIncrease`. */
-export function assessGuardrail(rule: Guardrail, candidate: Measurement, champion?: Measurement): Assessment {
-  const subject = `guardrail ${rule.metric}`;
-  const base = {
-    subject,
-    candidate: candidate.value,
-    champion: champion?.value ?? null,
-    samples: candidate.samples,
-  };
-  if (candidate.phase === 'Error') {
-    return {
-      ...base,
-      verdict: 'Error',
-      evidence: `measuring the candidate failed: ${candidate.error ?? 'unknown error'}`,
-    };
-  }
-  if (candidate.samples === 0 || candidate.value === null) {
-    return {
-      ...base,
-      verdict: 'NoData',
-      evidence: `no ${rule.metric} observations for the candidate in the window`,
-    };
-  }
-  const value = candidate.value;
-  const enough = candidate.samples >= rule.minSamples;
-  const breach =
-    rule.max !== undefined && value > rule.max
-      ? `${rule.metric} ${fmt(value)} > max ${fmt(rule.max)}`
-      : rule.min !== undefined && value < rule.min
-        ? `${rule.metric} ${fmt(value)} < min ${fmt(rule.min)}`
-        : null;
-  if (breach) {
-    // Below minSamples a breach is noise-prone (1 error in 3 requests): Inconclusive, not Fail.
-    return enough
-      ? { ...base, verdict: 'Fail', evidence: `${breach} (n=${candidate.samples})` }
-      : {
-          ...base,
-          verdict: 'Inconclusive',
-          evidence: `${breach} but only ${candidate.samples} of ${rule.minSamples} required samples`,
-        };
-  }
-  const absolute = [
-    rule.max !== undefined ? `<= max ${fmt(rule.max)}` : '',
-    rule.min !== undefined ? `>= min ${fmt(rule.min)}` : '',
-  ]
-    .filter(Boolean)
-    .join(', ');
-  if (rule.relativeIncrease === undefined) {
-    return enough
-      ? {
-          ...base,
-          verdict: 'Pass',
-          evidence: `${rule.metric} ${fmt(value)} ${absolute} (n=${candidate.samples})`,
-        }
-      : {
-          ...base,
-          verdict: 'Inconclusive',
-          evidence: `${rule.metric} ${fmt(value)} from only ${candidate.samples} of ${rule.minSamples} required samples`,
-        };
-  }
-  return assessRelative(rule, rule.relativeIncrease, { ...candidate, value }, champion, base, enough);
+/** Requests, errors and assignment units of one version in one split. */
+export interface UnitCounts {
+  requests: number;
+  errors: number;
+  units: number;
 }
 
-function assessRelative(
-  rule: Guardrail,
-  relativeIncrease: number,
-  candidate: Measurement & { value: number },
-  champion: Measurement | undefined,
-  base: Omit<Assessment, 'verdict' | 'evidence'>,
-  enough: boolean,
-): Assessment {
-  const factor = 1 + relativeIncrease;
-  if (
-    !champion ||
-    champion.phase === 'Error' ||
-    champion.value === null ||
-    champion.samples < rule.minSamples
-  ) {
-    const why =
-      !champion || champion.phase !== 'Error'
-        ? `only ${champion?.samples ?? 0} champion samples`
-        : champion.error;
-    return { ...base, verdict: 'Inconclusive', evidence: `no champion baseline for ${rule.metric} (${why})` };
+/** A latency histogram over LATENCY_EDGES_MS as [bucket, count] pairs (bucket = edges.length: above). */
+export interface SparseHistogram {
+  bins: [number, number][];
+  maxMs: number | null;
+}
+
+/** One period with one traffic split: the candidate's percent and both versions' counts. */
+export interface SplitCounts {
+  percent: number;
+  candidate: UnitCounts;
+  champion: UnitCounts;
+}
+
+/** Everything the live checks need, measured over all splits since the first shift. */
+export interface LiveCounts {
+  phase: 'Ok' | 'Error';
+  error?: string;
+  splits: SplitCounts[];
+  /** Latency of each version over all splits. */
+  latency: { candidate: SparseHistogram; champion: SparseHistogram };
+}
+
+/** A sparse histogram as the dense one the quantile bounds read. */
+export function denseHistogram(h: SparseHistogram): LatencyHistogram {
+  const counts = new Array<number>(LATENCY_EDGES_MS.length).fill(0);
+  let overflow = 0;
+  for (const [bucket, n] of h.bins) {
+    if (bucket >= LATENCY_EDGES_MS.length) overflow += n;
+    else counts[bucket]! += n;
   }
-  if (!enough) {
-    return {
-      ...base,
-      verdict: 'Inconclusive',
-      evidence: `${rule.metric} from only ${candidate.samples} of ${rule.minSamples} required samples`,
-    };
+  return { edges: LATENCY_EDGES_MS, counts, overflow };
+}
+
+/** Merges dense bucket counts (one per LATENCY_EDGES_MS edge plus the open bucket) into a sparse histogram. */
+export function addToSparse(into: SparseHistogram, counts: readonly number[], maxMs: number | null): void {
+  const map = new Map(into.bins);
+  counts.forEach((n, bucket) => {
+    if (n > 0) map.set(bucket, (map.get(bucket) ?? 0) + n);
+  });
+  into.bins = [...map.entries()].sort((a, b) => a[0] - b[0]);
+  if (maxMs !== null && (into.maxMs === null || maxMs > into.maxMs)) into.maxMs = maxMs;
+}
+
+const total = (splits: readonly SplitCounts[], who: 'candidate' | 'champion', what: keyof UnitCounts) =>
+  splits.reduce((n, s) => n + s[who][what], 0);
+
+/** A sub-test's outcome, for combining a rule's limit and relative tests. */
+interface Part {
+  verdict: SequentialVerdict;
+  text: string;
+  test: TestEvidence;
+}
+
+function combine(parts: readonly Part[]): SequentialVerdict {
+  if (parts.some((p) => p.verdict === 'Fail')) return 'Fail';
+  return parts.every((p) => p.verdict === 'Pass') ? 'Pass' : 'Inconclusive';
+}
+
+const WORDS: Record<SequentialVerdict, string> = {
+  Fail: 'significantly worse',
+  Pass: 'significantly within',
+  Inconclusive: 'not yet decided',
+};
+
+/**
+ * Assesses one guardrail over the live counts. Each of the rule's comparisons (max, min, relative
+ * to the champion) is an always-valid test at alpha divided by their number (Bonferroni), so the
+ * rule's false Fail rate is at most alpha however often it is checked. Fail as soon as any
+ * comparison fails; Pass only when all pass and the candidate has minSamples requests.
+ */
+export function assessGuardrail(rule: Guardrail, live: LiveCounts): Assessment {
+  const subject = `guardrail ${rule.metric}`;
+  if (live.phase === 'Error')
+    return { subject, verdict: 'Error', evidence: `measuring failed: ${live.error ?? 'unknown error'}` };
+  const n = total(live.splits, 'candidate', 'requests');
+  const nChampion = total(live.splits, 'champion', 'requests');
+  if (n === 0)
+    return { subject, verdict: 'NoData', evidence: `no requests served by the candidate yet`, samples: 0 };
+  const comparisons = [rule.max, rule.min, rule.relativeIncrease].filter((x) => x !== undefined).length;
+  const alpha = rule.alpha / Math.max(1, comparisons);
+  const parts =
+    rule.metric === 'error_rate' ? errorParts(rule, live, alpha) : latencyParts(rule, live, alpha);
+  let verdict: Verdict = combine(parts);
+  const first = parts.find((p) => p.verdict === verdict) ?? parts[0]!;
+  let note = '';
+  if (verdict === 'Pass' && n < rule.minSamples) {
+    verdict = 'Inconclusive';
+    note = `; only ${n} of ${rule.minSamples} required requests`;
   }
-  const limit = champion.value * factor;
-  const head = `${rule.metric} ${fmt(candidate.value)} vs champion ${fmt(champion.value)} (limit x${fmt(factor)} = ${fmt(limit)})`;
-  if (candidate.value <= limit) return { ...base, verdict: 'Pass', evidence: `${head}: within` };
-  if (candidate.events !== undefined && champion.events !== undefined) {
-    // Rates: a one-sided test so that noise on small counts does not roll back a good candidate.
-    const p = rateExceedsPValue(
-      candidate.events,
-      candidate.samples,
-      champion.events,
-      champion.samples,
-      factor,
+  const more = parts.filter((p) => p.verdict === 'Inconclusive').map((p) => p.test.expectedMoreSamples);
+  const expectedMoreSamples =
+    verdict !== 'Inconclusive'
+      ? null
+      : more.length === 0
+        ? Math.max(0, rule.minSamples - n)
+        : more.some((m) => m === null)
+          ? null
+          : Math.max(...(more as number[]));
+  return {
+    subject,
+    verdict,
+    evidence: parts.map((p) => p.text).join('; ') + note,
+    candidate: value(rule.metric, live, 'candidate'),
+    champion: value(rule.metric, live, 'champion'),
+    samples: n,
+    test: { ...first.test, nCandidate: n, nChampion, expectedMoreSamples },
+  };
+}
+
+/** The rule's metric over all splits, for display (error rate or the histogram's quantile). */
+function value(metric: string, live: LiveCounts, who: 'candidate' | 'champion'): number | null {
+  if (metric === 'error_rate') {
+    const requests = total(live.splits, who, 'requests');
+    return requests === 0 ? null : total(live.splits, who, 'errors') / requests;
+  }
+  const q = quantileOf(metric);
+  const h = denseHistogram(live.latency[who]);
+  const n = h.counts.reduce((a, b) => a + b, h.overflow);
+  if (n === 0) return null;
+  let seen = 0;
+  for (let k = 0; k < h.counts.length; k++) {
+    seen += h.counts[k]!;
+    if (seen >= q * n) return h.edges[k]!;
+  }
+  return live.latency[who].maxMs;
+}
+
+function errorParts(rule: Guardrail, live: LiveCounts, alpha: number): Part[] {
+  const n = total(live.splits, 'candidate', 'requests');
+  const errors = total(live.splits, 'candidate', 'errors');
+  const rate = `error_rate ${fmt(errors / n)} (${errors}/${n})`;
+  const parts: Part[] = [];
+  const limit = (bound: number, side: 'max' | 'min') => {
+    const t = testRateLimit(errors, n, bound, alpha);
+    // For a minimum the roles swap: significantly below it fails.
+    const verdict: SequentialVerdict =
+      side === 'max' ? t.verdict : t.verdict === 'Fail' ? 'Pass' : t.verdict === 'Pass' ? 'Fail' : t.verdict;
+    const evidence = side === 'max' ? t.logEvidenceAbove : t.logEvidenceBelow;
+    const against = side === 'max' ? t.logEvidenceBelow : t.logEvidenceAbove;
+    parts.push({
+      verdict,
+      text: `${rate} vs ${side} ${fmt(bound)}: ${WORDS[verdict]} (log e-values ${fmt(evidence)} worse, ${fmt(against)} within; decide at ${fmt(t.logThreshold)})`,
+      test: {
+        method: `mixture SPRT for a binomial rate vs ${side} ${fmt(bound)}`,
+        alpha,
+        nCandidate: n,
+        nChampion: null,
+        statistic: verdict === 'Pass' ? 'log e-value (within)' : 'log e-value (worse)',
+        value: verdict === 'Pass' ? against : evidence,
+        threshold: t.logThreshold,
+        expectedMoreSamples: t.expectedMoreSamples,
+      },
+    });
+  };
+  if (rule.max !== undefined) limit(rule.max, 'max');
+  if (rule.min !== undefined) limit(rule.min, 'min');
+  if (rule.relativeIncrease !== undefined) {
+    const t = testRateRatio(
+      live.splits.map((s) => ({
+        candidateRequests: s.candidate.requests,
+        candidateEvents: s.candidate.errors,
+        championRequests: s.champion.requests,
+        championEvents: s.champion.errors,
+      })),
+      rule.relativeIncrease,
+      alpha,
     );
-    if (p < rule.alpha)
-      return {
-        ...base,
-        verdict: 'Fail',
-        evidence: `${head}: exceeded, p=${fmt(p)} < alpha ${fmt(rule.alpha)}`,
-      };
-    return {
-      ...base,
-      verdict: 'Inconclusive',
-      evidence: `${head}: above the limit but not significant, p=${fmt(p)}`,
-    };
+    parts.push({
+      verdict: t.verdict,
+      text: `${rate} vs champion ${fmt(t.championRate)} (${total(live.splits, 'champion', 'errors')}/${t.championRequests}), limit x${fmt(t.boundary)}: ${WORDS[t.verdict]} (log e-values ${fmt(t.logEvidenceAbove)} worse, ${fmt(t.logEvidenceBelow)} within; decide at ${fmt(t.logThreshold)})`,
+      test: {
+        method: `conditional mixture SPRT for the error-rate ratio vs x${fmt(t.boundary)}`,
+        alpha,
+        nCandidate: n,
+        nChampion: t.championRequests,
+        statistic: t.verdict === 'Pass' ? 'log e-value (within)' : 'log e-value (worse)',
+        value: t.verdict === 'Pass' ? t.logEvidenceBelow : t.logEvidenceAbove,
+        threshold: t.logThreshold,
+        expectedMoreSamples: t.expectedMoreSamples,
+      },
+    });
   }
-  return { ...base, verdict: 'Fail', evidence: `${head}: exceeded` };
+  return parts;
+}
+
+function quantileOf(metric: string): number {
+  const match = /^latency_p(\d{1,2})_ms$/.exec(metric);
+  return match ? Number(match[1]) / 100 : 0.99;
+}
+
+const boundsText = (b: QuantileBounds) => `[${fmt(b.lower)}, ${b.upper === null ? 'open' : fmt(b.upper)}] ms`;
+
+function latencyParts(rule: Guardrail, live: LiveCounts, alpha: number): Part[] {
+  const q = quantileOf(rule.metric);
+  const name = `p${Math.round(q * 100)}`;
+  const candidate = denseHistogram(live.latency.candidate);
+  const champion = denseHistogram(live.latency.champion);
+  const parts: Part[] = [];
+  const limit = (bound: number, side: 'max' | 'min') => {
+    const t = testQuantileLimit(candidate, q, bound, alpha);
+    const verdict: SequentialVerdict =
+      side === 'max'
+        ? t.verdict
+        : t.candidate.upper !== null && t.candidate.upper < bound
+          ? 'Fail'
+          : t.candidate.lower >= bound
+            ? 'Pass'
+            : 'Inconclusive';
+    parts.push({
+      verdict,
+      text: `${name} within ${boundsText(t.candidate)} (n=${t.candidate.n}) vs ${side} ${fmt(bound)} ms: ${WORDS[verdict]}`,
+      test: {
+        method: `confidence sequence for the ${name} latency vs ${side} ${fmt(bound)} ms`,
+        alpha,
+        nCandidate: t.candidate.n,
+        nChampion: null,
+        statistic: side === 'max' && verdict !== 'Pass' ? 'lower bound (ms)' : 'upper bound (ms)',
+        value: side === 'max' && verdict !== 'Pass' ? t.candidate.lower : t.candidate.upper,
+        threshold: bound,
+        expectedMoreSamples: null,
+      },
+    });
+  };
+  if (rule.max !== undefined) limit(rule.max, 'max');
+  if (rule.min !== undefined) limit(rule.min, 'min');
+  if (rule.relativeIncrease !== undefined) {
+    const t = testQuantileRatio(candidate, champion, q, rule.relativeIncrease, alpha);
+    const f = 1 + rule.relativeIncrease;
+    parts.push({
+      verdict: t.verdict,
+      text: `${name} within ${boundsText(t.candidate)} vs champion ${boundsText(t.champion!)} (n=${t.candidate.n}/${t.champion!.n}), limit x${fmt(f)}: ${WORDS[t.verdict]}`,
+      test: {
+        method: `confidence sequences for the ${name} latency of both versions, limit x${fmt(f)}`,
+        alpha,
+        nCandidate: t.candidate.n,
+        nChampion: t.champion!.n,
+        statistic: t.verdict === 'Pass' ? 'candidate upper bound (ms)' : 'candidate lower bound (ms)',
+        value: t.verdict === 'Pass' ? t.candidate.upper : t.candidate.lower,
+        threshold:
+          t.verdict === 'Pass'
+            ? f * t.champion!.lower
+            : t.champion!.upper === null
+              ? null
+              : f * t.champion!.upper,
+        expectedMoreSamples: null,
+      },
+    });
+  }
+  return parts;
+}
+
+/**
+ * The sample-ratio check: the assignment units each version received in every split against the
+ * route's weights. Fail when they do not match (every other verdict is then untrusted); otherwise
+ * Pass, meaning no mismatch is detected (a match can never be proven).
+ */
+export function assessSampleRatio(live: LiveCounts, alpha: number): Assessment {
+  const subject = 'sample ratio';
+  if (live.phase === 'Error')
+    return { subject, verdict: 'Error', evidence: `measuring failed: ${live.error ?? 'unknown error'}` };
+  const segments = live.splits
+    .filter((s) => s.percent > 0 && s.percent < 100)
+    .map((s) => ({
+      expectedShare: s.percent / 100,
+      candidateRequests: s.candidate.units,
+      championRequests: s.champion.units,
+    }));
+  const t = testSampleRatio(segments, alpha);
+  const expected = Math.round(t.expectedCandidate);
+  const text = `candidate received ${t.observedCandidate} of ${t.total} assignment units, ${expected} expected from the weights`;
+  const verdict: Verdict = t.verdict === 'Fail' ? 'Fail' : 'Pass';
+  return {
+    subject,
+    verdict,
+    evidence:
+      verdict === 'Fail'
+        ? `${text}: traffic does not match the route (log e-value ${fmt(t.logEvidence)} >= ${fmt(t.logThreshold)})`
+        : `${text}: no mismatch detected (log e-value ${fmt(t.logEvidence)} < ${fmt(t.logThreshold)})`,
+    samples: t.total,
+    test: {
+      method: 'mixture SPRT for the split of assignment units against the weights',
+      alpha,
+      nCandidate: t.observedCandidate,
+      nChampion: t.total - t.observedCandidate,
+      statistic: 'log e-value',
+      value: t.logEvidence,
+      threshold: t.logThreshold,
+      expectedMoreSamples: null,
+      expected,
+      observed: t.observedCandidate,
+    },
+  };
 }

@@ -5,3 +5,4 @@ export * from './guardrail';
 export * from './gate';
 export * from './shadow';
 export * from './labels';
+export * from './policy';

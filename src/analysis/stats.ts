@@ -7,26 +7,6 @@ export function normalCdf(z: number): number {
 }
 
 /**
- * One-sided test that the candidate's rate exceeds `factor` times the baseline's rate.
- * Returns the p-value of H0: p_candidate <= factor * p_baseline (normal approximation).
- */
-export function rateExceedsPValue(
-  candidateEvents: number,
-  candidateN: number,
-  baselineEvents: number,
-  baselineN: number,
-  factor: number,
-): number {
-  const pc = candidateEvents / candidateN;
-  const pb = baselineEvents / baselineN;
-  const diff = pc - factor * pb;
-  // A pooled-free variance; a floor of one event keeps zero-rate samples from claiming certainty.
-  const varC = Math.max(pc * (1 - pc), 1 / candidateN) / candidateN;
-  const varB = (factor * factor * Math.max(pb * (1 - pb), 1 / baselineN)) / baselineN;
-  return 1 - normalCdf(diff / Math.sqrt(varC + varB));
-}
-
-/**
  * Population stability index of `actual` against `expected` over `bins` equal-width bins on [0, 1]
  * (scores are probabilities). Empty bins get a small floor so the index stays finite.
  */

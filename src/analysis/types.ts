@@ -26,6 +26,27 @@ export interface Measurement {
   toMs?: number;
 }
 
+/**
+ * The test behind a verdict, for humans and machines: what was tested, how, on how much data, and
+ * how far it is from deciding.
+ */
+export interface TestEvidence {
+  method: string;
+  alpha: number;
+  /** Observations behind the verdict per version (requests, units, labels, pairs). */
+  nCandidate: number;
+  nChampion: number | null;
+  /** The statistic compared with the threshold, e.g. `log e-value` or `upper bound`. */
+  statistic: string;
+  value: number | null;
+  threshold: number | null;
+  /** When Inconclusive: rough further candidate observations to a decision at the current rates. */
+  expectedMoreSamples: number | null;
+  /** Expected and observed counts (the sample-ratio check). */
+  expected?: number;
+  observed?: number;
+}
+
 /** An assessment's verdict with the evidence a human needs to trust it. */
 export interface Assessment {
   /** What was assessed, e.g. `guardrail error_rate` or `gate auc`. */
@@ -35,6 +56,30 @@ export interface Assessment {
   candidate?: number | null;
   champion?: number | null;
   samples?: number;
+  test?: TestEvidence;
+}
+
+/**
+ * Raw counts of one version over a window: requests, errors, assignment units and the latency
+ * histogram. Every live guardrail and the sample-ratio check are computed from these, so a
+ * verdict can be recomputed from the window at any time (after a restart or continue-as-new).
+ */
+export interface WindowCounts {
+  requests: number;
+  /** Requests answered with HTTP status >= 400 (or not answered). */
+  errors: number;
+  /**
+   * Assignment units: distinct entity keys plus requests without one. Sticky routing assigns
+   * entities, not requests, so the sample-ratio check counts these.
+   */
+  units: number;
+  latency: {
+    /** Upper bounds of the buckets, ms; `counts` has one more entry (the open last bucket). */
+    boundsMs: readonly number[];
+    counts: number[];
+    /** The largest latency in the window, ms (null when empty). */
+    maxMs: number | null;
+  };
 }
 
 /** The worst verdict of several: Fail > Error > NoData > Inconclusive > Pass (Pass only if all pass). */

@@ -132,6 +132,14 @@ export const shadowSchema = z
       .min(1)
       .default(100)
       .describe('Fewest compared request pairs for a verdict. Default 100.'),
+    alpha: z
+      .number()
+      .gt(0)
+      .lt(0.5)
+      .default(0.05)
+      .describe(
+        'Significance of the limits: Fail when the lower confidence bound is above a limit, Pass when the upper bound is within. Default 0.05.',
+      ),
   })
   .describe(
     'Shadow mode: the candidate sees mirrored traffic; its predictions are compared with the champion.',
@@ -195,22 +203,50 @@ export const guardrailSchema = z
     min: z.number().optional().describe('Lowest acceptable value of the candidate (metric units).'),
     relativeIncrease: z
       .number()
-      .gt(0)
+      .min(0)
+      .max(100)
       .optional()
-      .describe('Largest allowed increase over the champion, relative (0.5 = 50% worse).'),
+      .describe(
+        'Largest allowed increase over the champion, relative (0.5 = 50% worse; 0 = any significant increase fails).',
+      ),
     alpha: z
       .number()
       .gt(0)
       .lt(0.5)
       .default(0.05)
-      .describe('Significance level for comparisons with the champion (error_rate). Default 0.05.'),
+      .describe(
+        "Chance of a false Fail over the whole promotion, however often it is checked (split among the rule's max, min and relativeIncrease). Default 0.05.",
+      ),
     minSamples: z
       .int()
       .min(1)
       .default(100)
-      .describe('Fewest requests for a verdict; below it, Inconclusive. Default 100.'),
+      .describe(
+        'Fewest candidate requests for a Pass; below it, Inconclusive (a significant Fail needs no minimum). Default 100.',
+      ),
   })
-  .describe('A live guardrail checked during every bake, approval wait and the watch.');
+  .describe(
+    'A live guardrail: an always-valid test over every traffic split since the first shift, checked during every bake, approval wait and the watch. max and min are tested limits: Fail only when significantly beyond, Pass only when significantly within.',
+  );
+
+export const srmSchema = z
+  .strictObject({
+    alpha: z
+      .number()
+      .gt(0)
+      .lt(0.5)
+      .default(0.001)
+      .describe('Chance of a false mismatch over the whole promotion. Default 0.001.'),
+    onMismatch: z
+      .enum(['rollback', 'pause'])
+      .default('rollback')
+      .describe(
+        'On a mismatch (no other verdict is trusted): roll back, or pause for a human (a resume accepts the mismatch). Default rollback.',
+      ),
+  })
+  .describe(
+    "Sample ratio check: the split of assignment units (entities) between the versions against the route's weights, before any other verdict.",
+  );
 
 export const analysisSchema = z
   .strictObject({
@@ -241,6 +277,7 @@ export const analysisSchema = z
       'Time to live of the traffic lease the gateway holds while the candidate has traffic; not renewed in time, the gateway returns all traffic to the champion by itself. At least twice leaseRenewal. Default 5m',
     ).default('5m'),
     leaseRenewal: duration('How often the promotion renews the traffic lease. Default 1m').default('1m'),
+    srm: srmSchema.default({ alpha: 0.001, onMismatch: 'rollback' }),
   })
   .describe('How guardrail verdicts are collected and what non-Pass verdicts mean.');
 
@@ -261,10 +298,44 @@ export const watchSchema = z
           .number()
           .min(0)
           .describe('Largest allowed regression against the champion (metric units).'),
-        minLabels: z.int().min(1).default(500).describe('Fewest labels for a verdict. Default 500.'),
+        minLabels: z
+          .int()
+          .min(1)
+          .default(500)
+          .describe('Fewest matured labels per version for a verdict. Default 500.'),
+        alpha: z
+          .number()
+          .gt(0)
+          .lt(0.5)
+          .default(0.05)
+          .describe('Chance of a false regression verdict over the whole watch. Default 0.05.'),
+        tau: z
+          .number()
+          .gt(0)
+          .max(1)
+          .default(0.03)
+          .describe(
+            'The difference (metric units) the always-valid interval is tuned to detect fastest. Default 0.03.',
+          ),
+        maturity: z
+          .number()
+          .gt(0)
+          .lt(1)
+          .default(0.9)
+          .describe(
+            'A prediction counts once it is older than this quantile of the observed label delays. Default 0.9.',
+          ),
+        passWhen: z
+          .enum(['excluded', 'not_significant'])
+          .default('excluded')
+          .describe(
+            'At the end of the watch: pass only when a regression beyond maxRegression is excluded, or also when it is not significant. Default excluded.',
+          ),
       })
       .optional()
-      .describe('Delayed-label check: labels joined to logged predictions.'),
+      .describe(
+        'Delayed-label check: candidate and champion quality on matured predictions, with an always-valid interval for the difference.',
+      ),
   })
   .describe('The watch after full traffic: the champion stays warm until it ends.');
 
@@ -318,6 +389,7 @@ export const planSchema = z
       maxConsecutiveErrors: 3,
       lease: '5m',
       leaseRenewal: '1m',
+      srm: { alpha: 0.001, onMismatch: 'rollback' },
     }),
     watch: watchSchema.optional(),
     policy: policySchema.optional(),

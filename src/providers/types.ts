@@ -2,7 +2,8 @@
  * Provider interfaces: the small seams between activities and the systems they act on.
  * Implementations are chosen by the plan's `type` fields (see ./catalog.ts).
  */
-import type { Measurement } from '../analysis/types';
+import type { LabelledPrediction } from '../analysis/labels';
+import type { Measurement, WindowCounts } from '../analysis/types';
 import type { ScorePair } from '../analysis/shadow';
 import type { Gate, PolicyThresholds } from '../plan/schema';
 import type { Lease, LeaseRequest } from '../serving/lease';
@@ -83,9 +84,16 @@ export interface WindowQuery {
   toMs: number;
 }
 
-/** Live per-version measurements. Never throws for a measuring failure: returns phase Error. */
+/** Labelled predictions a source answers at most per version and window. */
+export const MAX_LABELLED_ROWS = 50_000;
+
+/**
+ * Live per-version counts and rows. Each method throws when it cannot answer; the measuring
+ * activity turns that into a measurement of phase Error (never Pass).
+ */
 export interface MetricsSource {
-  measure(query: WindowQuery & { metric: string }): Promise<Measurement>;
+  /** Requests, errors, assignment units and the latency histogram (LATENCY_EDGES_MS) of a window. */
+  counts(query: WindowQuery): Promise<WindowCounts>;
   /** Request pairs answered by both the champion (served) and the candidate (shadow). */
   shadowPairs(query: {
     model: string;
@@ -94,8 +102,8 @@ export interface MetricsSource {
     fromMs: number;
     toMs: number;
   }): Promise<ScorePair[]>;
-  /** A quality metric from delayed labels joined to logged predictions. */
-  labelMetric(query: WindowQuery & { metric: string }): Promise<Measurement>;
+  /** Predictions of the window whose labels arrived by `toMs`, oldest first, at most MAX_LABELLED_ROWS. */
+  labelled(query: WindowQuery): Promise<LabelledPrediction[]>;
 }
 
 /** Offline validation: measures one gate's metric for one version. */

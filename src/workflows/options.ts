@@ -26,7 +26,7 @@ export const forward = proxyActivities<Activities>({
  * Measurements are read-only and quick; a failing measurement becomes a measurement with phase
  * Error inside the activity, so a short timeout only bounds a lost worker.
  */
-export const measuring = proxyActivities<Pick<Activities, 'measureGuardrails' | 'measureLabels'>>({
+export const measuring = proxyActivities<Pick<Activities, 'measureLive' | 'measureLabels'>>({
   startToCloseTimeout: '30 seconds',
   heartbeatTimeout: ACTIVITY_HEARTBEAT_TIMEOUT,
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 5 },

@@ -51,6 +51,9 @@ export async function promotionWorkflow(input: PromotionInput): Promise<Promotio
       nonRetryable: true,
     });
   const run = new PromotionRun(input.carried ?? initialState(input, info.workflowId, nowMs()));
+  // State carried from a build without traffic splits: the checks start from the current split.
+  run.s.splits ??= [];
+  run.s.srmAccepted ??= false;
   if (!input.carried)
     run.decide('started', input.startedBy, `promote ${input.model} ${input.candidate}`, nowMs(), [
       input.planHash,

@@ -81,6 +81,8 @@ export function initialState(input: PromotionInput, id: string, nowMs: number): 
     watchStartedAtMs: null,
     gatesPassed: 0,
     extensions: 0,
+    splits: [],
+    srmAccepted: false,
     lastChecks: [],
     consecutiveErrors: {},
     decisions: [],
@@ -287,16 +289,16 @@ export class PromotionRun {
     return this.pauseAs(parsed.by, parsed.note ?? 'paused', nowMs);
   }
 
-  /** Pauses for the workflow itself (NoData, Inconclusive, approval timeout). */
-  systemPause(reason: string, nowMs: number): MessageResult {
-    return this.pauseAs(SYSTEM, reason, nowMs);
+  /** Pauses for the workflow itself (NoData, Inconclusive, a sample ratio mismatch, approval timeout). */
+  systemPause(reason: string, nowMs: number, cause?: 'srm' | 'verdict'): MessageResult {
+    return this.pauseAs(SYSTEM, reason, nowMs, cause);
   }
 
-  private pauseAs(by: string, reason: string, nowMs: number): MessageResult {
+  private pauseAs(by: string, reason: string, nowMs: number, cause?: 'srm' | 'verdict'): MessageResult {
     if (this.done || this.stopping || this.s.committed)
       return this.refuse('the promotion is no longer running', by, 'pause', nowMs);
     if (this.s.paused) return this.refuse(`already paused by ${this.s.paused.by}`, by, 'pause', nowMs);
-    this.s.paused = { by, reason, at: new Date(nowMs).toISOString() };
+    this.s.paused = { by, reason, at: new Date(nowMs).toISOString(), ...(cause ? { cause } : {}) };
     this.decide('paused', by, reason, nowMs);
     return { accepted: true, message: 'paused' };
   }
@@ -310,6 +312,7 @@ export class PromotionRun {
     if (!this.s.paused) return this.refuse('the promotion is not paused', by, 'resume', nowMs);
     const was = this.s.paused;
     this.s.paused = null;
+    if (was.cause === 'srm') this.s.srmAccepted = true;
     this.decide('resumed', by, note ?? `resumed (was paused by ${was.by}: ${was.reason})`, nowMs);
     return { accepted: true, message: 'resumed' };
   }
@@ -348,6 +351,13 @@ export class PromotionRun {
   }
 
   // ---- guardrail bookkeeping ----
+
+  /** The candidate's traffic changed: the current split ends and a new one begins. */
+  newSplit(percent: number, nowMs: number): void {
+    const current = this.s.splits[this.s.splits.length - 1];
+    if (current && current.toMs === null) current.toMs = Math.max(current.fromMs, nowMs - 1);
+    this.s.splits.push({ fromMs: nowMs, toMs: null, percent });
+  }
 
   /**
    * Records a round of guardrail assessments. Only changes of verdict go to the decision log

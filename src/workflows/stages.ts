@@ -115,6 +115,7 @@ export async function shadow(ctx: Ctx): Promise<void> {
       fromMs: s.shadowStartedAtMs,
       toMs: nowMs(),
       policy: s.plan.policy?.thresholds ?? null,
+      alpha: plan.alpha,
     });
     const a = assessShadow(plan, comparison);
     run.decide('shadow', 'promote', `${a.subject}: ${a.verdict}`, nowMs(), [a.evidence]);
@@ -155,6 +156,7 @@ export async function canary(ctx: Ctx): Promise<void> {
       s.trafficPercent = percent;
       s.appliedStep = i;
       s.liveSinceMs = nowMs();
+      run.newSplit(percent, nowMs());
       s.extensions = 0;
       s.lastChecks = [];
       run.decide(

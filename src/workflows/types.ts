@@ -155,7 +155,7 @@ export interface PromotionState {
   approvedSteps: number[];
   trafficPercent: number;
   pendingApproval: PendingApproval | null;
-  paused: { by: string; reason: string; at: string } | null;
+  paused: PauseInfo | null;
   stop: StopRequest | null;
   outcome: Outcome | null;
   rollingBack: boolean;
@@ -165,6 +165,13 @@ export interface PromotionState {
   watchStartedAtMs: number | null;
   gatesPassed: number;
   extensions: number;
+  /**
+   * The traffic splits since the first shift (at most one per canary step): the live checks test
+   * the counts of every split, so a verdict covers the whole promotion and survives a restart.
+   */
+  splits: Split[];
+  /** A human resumed after a sample ratio mismatch: it no longer stops the promotion. */
+  srmAccepted: boolean;
   lastChecks: Assessment[];
   consecutiveErrors: Record<string, number>;
   decisions: Decision[];
@@ -176,6 +183,21 @@ export interface PromotionState {
   lease: LeaseHold | null;
   compensation: FailingCompensation | null;
   continuedAsNew: number;
+}
+
+/** A period with one traffic split: the candidate's percent from `fromMs` to `toMs` (null: now). */
+export interface Split {
+  fromMs: number;
+  toMs: number | null;
+  percent: number;
+}
+
+export interface PauseInfo {
+  by: string;
+  reason: string;
+  at: string;
+  /** Why the workflow paused itself: srm (a resume accepts the mismatch) or a verdict. */
+  cause?: 'srm' | 'verdict';
 }
 
 /** What `status` returns (and `promote status --json` prints). */
@@ -197,7 +219,7 @@ export interface PromotionStatus {
     votes: Vote[];
     expiresAt: string | null;
   } | null;
-  paused: { by: string; reason: string; at: string } | null;
+  paused: PauseInfo | null;
   lastChecks: Assessment[];
   decisions: Decision[];
   decisionsDropped: number;

@@ -3,9 +3,10 @@
  * plan's interval, and the end-of-bake conclusion (all Pass, or extend, or what the plan says).
  */
 import { condition } from '@temporalio/workflow';
-import { assessGuardrail } from '../analysis/guardrail';
+import { assessGuardrail, assessSampleRatio } from '../analysis/guardrail';
 import { assessLabels } from '../analysis/labels';
-import { combineVerdicts, type Assessment, type Verdict } from '../analysis/types';
+import { nextAction, type Action, type PolicyInput } from '../analysis/policy';
+import type { Assessment } from '../analysis/types';
 import { parseDuration } from '../plan/duration';
 import { nowMs } from './clock';
 import type { Ctx } from './context';
@@ -81,57 +82,81 @@ export function liveChecks(ctx: Ctx): Pick<HoldOptions, 'check' | 'checkEveryMs'
   return { check: () => checkGuardrails(ctx), checkEveryMs: parseDuration(s.plan.analysis.interval) };
 }
 
-/** One round of guardrail (and, in the watch, label) assessments; stops on Fail. */
-export async function checkGuardrails(ctx: Ctx): Promise<Verdict> {
+/**
+ * One round of live assessments over every split since the first shift: the sample-ratio check,
+ * the guardrails and, in the watch, the delayed labels. Recorded in the state; the round's
+ * assessments are returned (the caller asks `nextAction` what they mean).
+ */
+async function assessRound(ctx: Ctx): Promise<{ srm: Assessment | null; assessments: Assessment[] }> {
   const { run } = ctx;
   const s = run.s;
-  const fromMs =
-    s.stage === 'watching' && s.watchStartedAtMs !== null ? s.watchStartedAtMs : (s.liveSinceMs ?? nowMs());
   const toMs = nowMs();
   const assessments: Assessment[] = [];
-  if (s.plan.guardrails.length > 0) {
-    const measured = await measuring.measureGuardrails({
-      ...ctx.target(),
-      guardrails: s.plan.guardrails,
-      fromMs,
-      toMs,
-    });
-    s.plan.guardrails.forEach((rule, i) =>
-      assessments.push(assessGuardrail(rule, measured[i]!.candidate, measured[i]!.champion)),
-    );
+  let srm: Assessment | null = null;
+  if (s.splits.length > 0) {
+    const live = await measuring.measureLive({ ...ctx.target(), splits: s.splits, toMs });
+    srm = assessSampleRatio(live, s.plan.analysis.srm.alpha);
+    for (const rule of s.plan.guardrails) assessments.push(assessGuardrail(rule, live));
   }
   const labels = s.plan.watch?.labels;
-  if (s.stage === 'watching' && labels) {
-    const m = await measuring.measureLabels({ ...ctx.target(), metric: labels.metric, fromMs, toMs });
-    assessments.push(assessLabels(labels, m.candidate, m.champion));
+  if (s.stage === 'watching' && labels && s.splits.length > 0) {
+    const comparison = await measuring.measureLabels({
+      ...ctx.target(),
+      fromMs: s.splits[0]!.fromMs,
+      toMs,
+      maturity: labels.maturity,
+    });
+    assessments.push(assessLabels(labels, comparison));
   }
-  run.recordChecks(assessments, nowMs());
-  const failed = assessments.filter((a) => a.verdict === 'Fail');
-  if (failed.length > 0) {
-    stopNow(
-      run,
-      {
-        outcome: 'rolled_back',
-        by: 'promote',
-        reason: `${failed.map((a) => a.subject).join(', ')} failed at ${s.trafficPercent}% traffic`,
-      },
-      failed.map((a) => a.evidence),
-    );
+  run.recordChecks(srm ? [srm, ...assessments] : assessments, nowMs());
+  return { srm, assessments };
+}
+
+/** Does what the policy says: roll back, pause, or (returned) extend or continue. */
+function act(ctx: Ctx, action: Action): 'continue' | 'extend' {
+  const { run } = ctx;
+  switch (action.kind) {
+    case 'rollback':
+      return stopNow(run, { outcome: 'rolled_back', by: 'promote', reason: action.reason }, action.evidence);
+    case 'pause':
+      // Looks go on while paused: a verdict that still says pause leaves the pause as it is.
+      if (!run.s.paused) {
+        run.systemPause(action.reason, nowMs(), action.cause);
+        if (action.evidence.length > 0)
+          run.decide('check', 'promote', action.reason, nowMs(), action.evidence);
+        ctx.sync();
+      }
+      return 'continue';
+    case 'extend':
+      run.s.extensions++;
+      run.decide('bake_extended', 'promote', action.reason, nowMs(), action.evidence);
+      return 'extend';
+    case 'continue':
+      return 'continue';
   }
-  const max = s.plan.analysis.maxConsecutiveErrors;
-  const erring = assessments.filter((a) => (s.consecutiveErrors[a.subject] ?? 0) >= max);
-  if (erring.length > 0) {
-    stopNow(
-      run,
-      {
-        outcome: 'rolled_back',
-        by: 'promote',
-        reason: `${erring.map((a) => a.subject).join(', ')} could not be measured ${max} times in a row`,
-      },
-      erring.map((a) => a.evidence),
-    );
-  }
-  return combineVerdicts(assessments.map((a) => a.verdict));
+}
+
+function policyInput(
+  ctx: Ctx,
+  round: Awaited<ReturnType<typeof assessRound>>,
+): Omit<PolicyInput, 'moment' | 'what'> {
+  const s = ctx.run.s;
+  return {
+    trafficPercent: s.trafficPercent,
+    srm: round.srm,
+    assessments: round.assessments,
+    consecutiveErrors: s.consecutiveErrors,
+    extensions: s.extensions,
+    srmAccepted: s.srmAccepted,
+    analysis: s.plan.analysis,
+    labelsPassWhen: s.plan.watch?.labels?.passWhen,
+  };
+}
+
+/** A periodic look while traffic is live: stops on a mismatch, a Fail or repeated errors. */
+export async function checkGuardrails(ctx: Ctx): Promise<void> {
+  const round = await assessRound(ctx);
+  act(ctx, nextAction({ ...policyInput(ctx, round), moment: 'look', what: 'look' }));
 }
 
 /**
@@ -140,33 +165,14 @@ export async function checkGuardrails(ctx: Ctx): Promise<Verdict> {
  * overrides the verdict. NoData and Inconclusive never pass silently.
  */
 export async function conclude(ctx: Ctx, what: string, extend: () => Promise<void>): Promise<void> {
-  const { run } = ctx;
-  const analysis = run.s.plan.analysis;
   for (;;) {
-    const verdict = await checkGuardrails(ctx);
-    if (verdict === 'Pass') return;
-    if (run.s.extensions < analysis.maxExtensions) {
-      run.s.extensions++;
-      run.decide(
-        'bake_extended',
-        'promote',
-        `${what}: guardrails ${verdict}; extension ${run.s.extensions} of ${analysis.maxExtensions}`,
-        nowMs(),
-        run.s.lastChecks.map((a) => a.evidence),
-      );
+    const round = await assessRound(ctx);
+    const action = nextAction({ ...policyInput(ctx, round), moment: 'end', what });
+    if (act(ctx, action) === 'extend') {
       await extend();
       continue;
     }
-    const action = verdict === 'NoData' ? analysis.onNoData : analysis.onInconclusive;
-    const reason = `${what}: guardrails ${verdict} after ${analysis.maxExtensions} extension(s)`;
-    if (action === 'rollback')
-      stopNow(
-        run,
-        { outcome: 'rolled_back', by: 'promote', reason },
-        run.s.lastChecks.map((a) => a.evidence),
-      );
-    run.systemPause(`${reason}; resume to continue anyway, abort to roll back`, nowMs());
-    ctx.sync();
+    // A pause (here or by the round) holds until a human resumes or aborts.
     await checkpoint(ctx);
     return;
   }

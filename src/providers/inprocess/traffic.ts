@@ -4,11 +4,11 @@
  * version answers according to its Behaviour; the observations are kept per second and measured
  * over windows like a metrics backend would. Labels for each request arrive after a delay.
  */
+import type { LabelledPrediction } from '../../analysis/labels';
 import type { ScorePair } from '../../analysis/shadow';
-import { labelMeasurement } from '../../analysis/labels';
-import { quantile } from '../../analysis/stats';
-import type { Measurement } from '../../analysis/types';
-import type { MetricsSource, WindowQuery } from '../types';
+import type { WindowCounts } from '../../analysis/types';
+import { LATENCY_BOUNDS_MS, latencyBucket } from '../../serving/gateway/prediction-log/types';
+import { MAX_LABELLED_ROWS, type MetricsSource, type WindowQuery } from '../types';
 import type { InProcessPlane } from './plane';
 import { pickVersion } from '../../serving/gateway/routing';
 import { gaussian, seededRandom } from './random';
@@ -17,8 +17,9 @@ interface Bucket {
   sec: number;
   requests: number;
   errors: number;
-  /** Latencies of the bucket's requests (at most LATENCY_CAP kept, evenly thinned). */
-  latencies: number[];
+  /** Latency histogram of the bucket's requests: LATENCY_EDGES_MS bucket -> count. */
+  bins: Map<number, number>;
+  maxMs: number;
 }
 
 interface Labelled {
@@ -30,7 +31,6 @@ interface Labelled {
   label: number;
 }
 
-const LATENCY_CAP = 200;
 const MAX_SECONDS = 6 * 3600;
 const MAX_PAIRS = 50_000;
 const MAX_LABELLED = 100_000;
@@ -44,7 +44,7 @@ export class InProcessMetrics implements MetricsSource {
     candidate: string;
     pair: ScorePair;
   }[] = [];
-  private readonly labelled: Labelled[] = [];
+  private readonly labelledRows: Labelled[] = [];
 
   observe(model: string, version: string, atMs: number, latencyMs: number, failed: boolean): void {
     const key = `${model}/${version}`;
@@ -53,13 +53,15 @@ export class InProcessMetrics implements MetricsSource {
     const sec = Math.floor(atMs / 1000);
     let bucket = list[list.length - 1];
     if (!bucket || bucket.sec !== sec) {
-      bucket = { sec, requests: 0, errors: 0, latencies: [] };
+      bucket = { sec, requests: 0, errors: 0, bins: new Map(), maxMs: 0 };
       list.push(bucket);
       if (list.length > MAX_SECONDS) list.shift();
     }
     bucket.requests++;
     if (failed) bucket.errors++;
-    if (bucket.latencies.length < LATENCY_CAP) bucket.latencies.push(latencyMs);
+    const bin = latencyBucket(latencyMs);
+    bucket.bins.set(bin, (bucket.bins.get(bin) ?? 0) + 1);
+    bucket.maxMs = Math.max(bucket.maxMs, latencyMs);
   }
 
   observePair(atMs: number, model: string, champion: string, candidate: string, pair: ScorePair): void {
@@ -68,40 +70,33 @@ export class InProcessMetrics implements MetricsSource {
   }
 
   observePrediction(entry: Labelled): void {
-    this.labelled.push(entry);
-    if (this.labelled.length > MAX_LABELLED) this.labelled.shift();
+    this.labelledRows.push(entry);
+    if (this.labelledRows.length > MAX_LABELLED) this.labelledRows.shift();
   }
 
-  measure(q: WindowQuery & { metric: string }): Promise<Measurement> {
+  /**
+   * Counts of a window from the per-second buckets. The driver draws entities from a population
+   * far larger than a window's requests, so each request is its own assignment unit.
+   */
+  counts(q: WindowQuery): Promise<WindowCounts> {
     const from = Math.floor(q.fromMs / 1000);
     const to = Math.floor(q.toMs / 1000);
-    const inWindow = (this.buckets.get(`${q.model}/${q.version}`) ?? []).filter(
-      (b) => b.sec >= from && b.sec <= to,
-    );
-    const requests = inWindow.reduce((n, b) => n + b.requests, 0);
-    const errors = inWindow.reduce((n, b) => n + b.errors, 0);
-    const base = {
-      metric: q.metric,
-      version: q.version,
-      samples: requests,
-      phase: 'Ok' as const,
-      fromMs: q.fromMs,
-      toMs: q.toMs,
-    };
-    if (requests === 0) return Promise.resolve({ ...base, value: null });
-    if (q.metric === 'error_rate')
-      return Promise.resolve({ ...base, value: errors / requests, events: errors });
-    const match = /^latency_p(\d+)_ms$/.exec(q.metric);
-    if (match) {
-      const latencies = inWindow.flatMap((b) => b.latencies);
-      return Promise.resolve({ ...base, value: quantile(latencies, Number(match[1]) / 100) });
+    const counts = new Array<number>(LATENCY_BOUNDS_MS.length + 1).fill(0);
+    let requests = 0;
+    let errors = 0;
+    let maxMs: number | null = null;
+    for (const b of this.buckets.get(`${q.model}/${q.version}`) ?? []) {
+      if (b.sec < from || b.sec > to) continue;
+      requests += b.requests;
+      errors += b.errors;
+      for (const [bin, n] of b.bins) counts[bin]! += n;
+      maxMs = Math.max(maxMs ?? 0, b.maxMs);
     }
     return Promise.resolve({
-      ...base,
-      value: null,
-      samples: 0,
-      phase: 'Error',
-      error: `metric ${q.metric} is not measured in-process`,
+      requests,
+      errors,
+      units: requests,
+      latency: { boundsMs: LATENCY_BOUNDS_MS, counts, maxMs },
     });
   }
 
@@ -126,17 +121,16 @@ export class InProcessMetrics implements MetricsSource {
     );
   }
 
-  /** Labels visible by `toMs` for predictions made by the version in the window. */
-  labelMetric(q: WindowQuery & { metric: string }): Promise<Measurement> {
-    const rows = this.labelled.filter(
-      (r) =>
-        r.model === q.model &&
-        r.version === q.version &&
-        r.atMs >= q.fromMs &&
-        r.atMs <= q.toMs &&
-        r.labelAtMs <= q.toMs,
-    );
-    return Promise.resolve(labelMeasurement(rows, q));
+  /** Predictions of the version in the window whose labels arrived by `toMs`, oldest first. */
+  labelled(q: WindowQuery): Promise<LabelledPrediction[]> {
+    const rows: LabelledPrediction[] = [];
+    for (const r of this.labelledRows) {
+      if (rows.length >= MAX_LABELLED_ROWS) break;
+      if (r.model !== q.model || r.version !== q.version) continue;
+      if (r.atMs < q.fromMs || r.atMs > q.toMs || r.labelAtMs > q.toMs) continue;
+      rows.push({ score: r.score, label: r.label, atMs: r.atMs, labelAtMs: r.labelAtMs });
+    }
+    return Promise.resolve(rows);
   }
 }
 
@@ -145,7 +139,7 @@ export interface DriverOptions {
   ratePerSec: number;
   /** Delay before a request's true label is known, ms. Default 0. */
   labelDelayMs?: number;
-  /** Distinct entity keys the traffic is drawn from. Default 5000. */
+  /** Distinct entity keys the traffic is drawn from. Default 1000000. */
   entities?: number;
   /** Tick length, ms. Default 100. */
   tickMs?: number;
@@ -193,7 +187,7 @@ export class TrafficDriver {
     route: NonNullable<ReturnType<InProcessPlane['routeNow']>>,
     now: number,
   ): void {
-    const entity = `e${Math.floor(this.rand() * (this.options.entities ?? 5000))}`;
+    const entity = `e${Math.floor(this.rand() * (this.options.entities ?? 1_000_000))}`;
     // The gateway's own sticky assignment, so the simulation routes exactly as the real plane does.
     const served = pickVersion(route.weights, `${model}:${entity}`);
     if (!served) return;

@@ -1,9 +1,8 @@
-/** Live measurements from the gateway's own prediction log (guardrails, shadow pairs, delayed labels). */
+/** Live counts and rows from the gateway's own prediction log (guardrails, shadow pairs, delayed labels). */
+import type { LabelledPrediction } from '../../analysis/labels';
 import type { ScorePair } from '../../analysis/shadow';
-import { labelMeasurement } from '../../analysis/labels';
-import type { Measurement } from '../../analysis/types';
-import type { LabelledRow } from '../../serving/gateway/prediction-log';
-import type { MetricsSource, WindowQuery } from '../types';
+import type { WindowCounts } from '../../analysis/types';
+import { MAX_LABELLED_ROWS, type MetricsSource, type WindowQuery } from '../types';
 import type { GatewayClient } from './gateway-client';
 
 const enc = encodeURIComponent;
@@ -12,10 +11,11 @@ const span = (q: { fromMs: number; toMs: number }) => `from=${Math.floor(q.fromM
 export class GatewayMetrics implements MetricsSource {
   constructor(private readonly gateway: GatewayClient) {}
 
-  measure(q: WindowQuery & { metric: string }): Promise<Measurement> {
-    return this.gateway.admin<Measurement>(
+  /** The gateway's measure endpoint answers the window's counts (checked by the caller). */
+  counts(q: WindowQuery): Promise<WindowCounts> {
+    return this.gateway.admin<WindowCounts>(
       'GET',
-      `measure/${enc(q.model)}/${enc(q.version)}?metric=${enc(q.metric)}&${span(q)}`,
+      `measure/${enc(q.model)}/${enc(q.version)}?metric=error_rate&${span(q)}`,
     );
   }
 
@@ -32,11 +32,10 @@ export class GatewayMetrics implements MetricsSource {
     );
   }
 
-  async labelMetric(q: WindowQuery & { metric: string }): Promise<Measurement> {
-    const rows = await this.gateway.admin<LabelledRow[]>(
+  labelled(q: WindowQuery): Promise<LabelledPrediction[]> {
+    return this.gateway.admin<LabelledPrediction[]>(
       'GET',
-      `labelled/${enc(q.model)}/${enc(q.version)}?${span(q)}`,
+      `labelled/${enc(q.model)}/${enc(q.version)}?${span(q)}&limit=${MAX_LABELLED_ROWS}`,
     );
-    return labelMeasurement(rows, q);
   }
 }

@@ -209,8 +209,10 @@ export class PostgresPredictionLog implements PredictionLog {
     role: 'primary' | 'shadow' = 'primary',
   ): Promise<WindowCounts> {
     await this.flush();
-    const { rows } = await this.run(SQL.counts, { model, version, role, from_ms: fromMs, to_ms: toMs });
-    return foldCounts(rows as never[]);
+    const params = { model, version, role, from_ms: fromMs, to_ms: toMs };
+    const { rows } = await this.run(SQL.counts, params);
+    const units = await this.run(SQL.units, params);
+    return foldCounts(rows as never[], units.rows[0] as never);
   }
 
   async window(

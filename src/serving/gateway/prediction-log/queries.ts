@@ -17,7 +17,7 @@ export const COLUMNS = [
   'score',
   'decision',
   'latency_ms',
-  'latency_bucket',
+  'latency_bin',
   'status',
   'at_ms',
 ] as const;
@@ -28,7 +28,7 @@ const TYPES: Record<Dialect, { real: string; bigint: string }> = {
 };
 
 /** The latency bucket of `latency_ms` in SQL, for rows written before buckets were stored. */
-const bucketCase = `case ${LATENCY_BOUNDS_MS.map((b, i) => `when latency_ms <= ${b} then ${i}`).join(' ')} else ${LATENCY_BOUNDS_MS.length} end`;
+const binCase = `case ${LATENCY_BOUNDS_MS.map((b, i) => `when latency_ms <= ${b} then ${i}`).join(' ')} else ${LATENCY_BOUNDS_MS.length} end`;
 
 /** Statements creating (or bringing up to date) the table and its indexes; each is idempotent. */
 export function schema(d: Dialect): { create: string[]; addColumns: [string, string][]; after: string[] } {
@@ -45,11 +45,14 @@ export function schema(d: Dialect): { create: string[]; addColumns: [string, str
     addColumns: [
       ['client_request_id', 'text'],
       ['latency_bucket', 'integer'],
+      // latency_bucket indexed the first, coarse buckets (no longer written); latency_bin, LATENCY_BOUNDS_MS.
+      ['latency_bin', 'integer'],
     ],
     after: [
-      `update predictions set latency_bucket = ${bucketCase} where latency_bucket is null`,
-      // Measurements read only this index (model, version, role, time range -> status and bucket).
-      `create index if not exists predictions_measure on predictions (model, version, role, at_ms, status, latency_bucket, latency_ms)`,
+      `update predictions set latency_bin = ${binCase} where latency_bin is null`,
+      // Measurements read only this index (model, version, role, time range -> status, bucket, unit).
+      `drop index if exists predictions_measure`,
+      `create index if not exists predictions_counts on predictions (model, version, role, at_ms, status, latency_bin, latency_ms, entity_key)`,
       `drop index if exists predictions_window`,
       `create index if not exists predictions_entity on predictions (model, entity_key)`,
       `create index if not exists predictions_age on predictions (at_ms)`,
@@ -65,11 +68,16 @@ export function schema(d: Dialect): { create: string[]; addColumns: [string, str
 export const SQL = {
   insert: `insert into predictions (${COLUMNS.join(', ')}) values (${COLUMNS.map((c) => `:${c}`).join(', ')}) on conflict do nothing`,
 
-  counts: `select latency_bucket as bucket, count(*) as n,
+  counts: `select latency_bin as bucket, count(*) as n,
       sum(case when status >= 400 then 1 else 0 end) as errors, max(latency_ms) as max_ms
     from predictions
     where model = :model and version = :version and role = :role and at_ms >= :from_ms and at_ms <= :to_ms
-    group by latency_bucket`,
+    group by latency_bin`,
+
+  /** Assignment units of a window: distinct entity keys, and requests that carried none. */
+  units: `select count(distinct entity_key) as entities, sum(case when entity_key is null then 1 else 0 end) as keyless
+    from predictions
+    where model = :model and version = :version and role = :role and at_ms >= :from_ms and at_ms <= :to_ms`,
 
   window: `select ${COLUMNS.join(', ')} from predictions
     where model = :model and version = :version and role = :role and at_ms >= :from_ms and at_ms <= :to_ms
@@ -81,7 +89,7 @@ export const SQL = {
       and p.at_ms >= :from_ms and p.at_ms <= :to_ms and p.score is not null and s.score is not null
     order by p.at_ms limit :limit`,
 
-  labelled: `select version, score, label from predictions
+  labelled: `select version, score, label, at_ms as "atMs", label_at_ms as "labelAtMs" from predictions
     where model = :model and version = :version and role = 'primary' and label is not null
       and score is not null and at_ms >= :from_ms and at_ms <= :to_ms and label_at_ms <= :to_ms
     order by at_ms limit :limit`,
@@ -141,7 +149,7 @@ export function toRow(p: Prediction): Row {
     score: p.score,
     decision: p.decision,
     latency_ms: p.latencyMs,
-    latency_bucket: latencyBucket(p.latencyMs),
+    latency_bin: latencyBucket(p.latencyMs),
     status: p.status,
     at_ms: p.atMs,
   };
@@ -170,6 +178,7 @@ export function fromRow(r: Row): Prediction {
 /** Folds the rows of `SQL.counts` into window counts. */
 export function foldCounts(
   rows: { bucket: unknown; n: unknown; errors: unknown; max_ms: unknown }[],
+  units: { entities: unknown; keyless: unknown } | undefined,
 ): WindowCounts {
   const counts = new Array<number>(LATENCY_BOUNDS_MS.length + 1).fill(0);
   let requests = 0;
@@ -183,5 +192,6 @@ export function foldCounts(
     errors += Number(r.errors);
     if (r.max_ms !== null && (maxMs === null || Number(r.max_ms) > maxMs)) maxMs = Number(r.max_ms);
   }
-  return { requests, errors, latency: { boundsMs: LATENCY_BOUNDS_MS, counts, maxMs } };
+  const unitCount = Number(units?.entities ?? 0) + Number(units?.keyless ?? 0);
+  return { requests, errors, units: unitCount, latency: { boundsMs: LATENCY_BOUNDS_MS, counts, maxMs } };
 }

@@ -98,8 +98,10 @@ const ops: Record<string, Op> = {
   ping: () => true,
   insert: (rows: Prediction[]) => insertBatch(rows),
   labels: (model: string, batch: LabelInput[], nowMs: number) => ingest(model, batch, nowMs),
-  counts: (model: string, version: string, from_ms: number, to_ms: number, role: string) =>
-    foldCounts(stmt(SQL.counts).all({ model, version, role, from_ms, to_ms }) as never[]),
+  counts: (model: string, version: string, from_ms: number, to_ms: number, role: string) => {
+    const params = { model, version, role, from_ms, to_ms };
+    return foldCounts(stmt(SQL.counts).all(params) as never[], stmt(SQL.units).get(params) as never);
+  },
   window: (model: string, version: string, from_ms: number, to_ms: number, role: string, limit: number) =>
     (stmt(SQL.window).all({ model, version, role, from_ms, to_ms, limit }) as Row[]).map(fromRow),
   pairs,

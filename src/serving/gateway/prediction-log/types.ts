@@ -2,6 +2,8 @@
  * The prediction log's contract: every primary and shadow prediction the gateway served, joinable
  * to labels that arrive later, read back as aggregates (never as whole windows of rows).
  */
+import type { WindowCounts } from '../../../analysis/types';
+import { LATENCY_EDGES_MS } from '../../../analysis/sequential/quantile';
 import { InvalidInputError } from '../../../common/errors';
 
 export interface Prediction {
@@ -30,6 +32,9 @@ export interface LabelledRow {
   version: string;
   score: number;
   label: number;
+  /** When the prediction was made and when its label arrived, epoch ms. */
+  atMs: number;
+  labelAtMs: number;
 }
 
 export interface ScorePairRow {
@@ -37,11 +42,11 @@ export interface ScorePairRow {
   candidate: number;
 }
 
-/** Upper bounds (ms, inclusive) of the latency buckets; a last, open bucket holds the rest. */
-export const LATENCY_BOUNDS_MS: readonly number[] = [
-  1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 80, 100, 120, 150, 200, 250, 300, 400, 500, 600,
-  800, 1000, 1500, 2000, 3000, 5000, 10_000, 30_000,
-];
+/**
+ * Upper bounds (ms, inclusive) of the latency buckets, 5% apart (the resolution of the always-valid
+ * quantile bounds, see src/analysis/sequential/quantile.ts); a last, open bucket holds the rest.
+ */
+export const LATENCY_BOUNDS_MS: readonly number[] = LATENCY_EDGES_MS;
 
 /** The bucket index of a latency, stored with each row so reads aggregate instead of sorting. */
 export function latencyBucket(ms: number): number {
@@ -56,18 +61,7 @@ export function latencyBucket(ms: number): number {
 }
 
 /** Raw counts of a window: what a sequential test needs, and what every live metric comes from. */
-export interface WindowCounts {
-  requests: number;
-  /** Requests answered with HTTP status >= 400 (or not answered). */
-  errors: number;
-  latency: {
-    /** Upper bounds of the buckets, ms; `counts` has one more entry (the open last bucket). */
-    boundsMs: readonly number[];
-    counts: number[];
-    /** The largest latency in the window, ms (null when empty). */
-    maxMs: number | null;
-  };
-}
+export type { WindowCounts };
 
 export interface PredictionLogStats {
   /** Rows waiting to be written. */
