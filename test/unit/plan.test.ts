@@ -263,6 +263,7 @@ test('defaults are applied to a minimal plan', () => {
     maxConsecutiveErrors: 3,
     lease: '5m',
     leaseRenewal: '1m',
+    srm: { alpha: 0.001, onMismatch: 'rollback' },
   });
   expect(plan.registry).toEqual({
     type: 'inprocess',
