@@ -352,10 +352,14 @@ export class PromotionRun {
 
   // ---- guardrail bookkeeping ----
 
-  /** The candidate's traffic changed: the current split ends and a new one begins. */
-  newSplit(percent: number, nowMs: number): void {
+  /**
+   * The candidate's traffic changed: the current split ends when the change was asked for
+   * (`changingAtMs`) and the new one begins when it was applied (`nowMs`); requests in between
+   * may have seen either route and count in neither.
+   */
+  newSplit(percent: number, changingAtMs: number, nowMs: number): void {
     const current = this.s.splits[this.s.splits.length - 1];
-    if (current && current.toMs === null) current.toMs = Math.max(current.fromMs, nowMs - 1);
+    if (current && current.toMs === null) current.toMs = Math.max(current.fromMs, changingAtMs);
     this.s.splits.push({ fromMs: nowMs, toMs: null, percent });
   }
 

@@ -147,6 +147,7 @@ export async function canary(ctx: Ctx): Promise<void> {
       const last = i === steps.length - 1;
       const percent = last && s.plan.watch ? step.traffic - s.plan.watch.holdbackPercent : step.traffic;
       s.touched.traffic = true;
+      const changingAtMs = nowMs();
       const route = await acts.setTraffic({
         ...ctx.target(),
         percent,
@@ -156,7 +157,7 @@ export async function canary(ctx: Ctx): Promise<void> {
       s.trafficPercent = percent;
       s.appliedStep = i;
       s.liveSinceMs = nowMs();
-      run.newSplit(percent, nowMs());
+      run.newSplit(percent, changingAtMs, nowMs());
       s.extensions = 0;
       s.lastChecks = [];
       run.decide(

@@ -87,6 +87,7 @@ test('a 7-day watch with hourly checks completes, continuing as new on the way',
   expect(result.status.continuedAsNew).toBeGreaterThanOrEqual(2);
   expect(result.status.decisions[0]).toMatchObject({ kind: 'started' });
   expect(result.status.lastChecks.map((c) => `${c.subject}: ${c.verdict}`)).toEqual([
+    'sample ratio: Pass',
     'guardrail error_rate: Pass',
     'labels auc: Pass',
   ]);
@@ -104,7 +105,7 @@ test('delayed labels that turn bad on day 3 roll back after 100%', async () => {
   expect(result.outcome).toBe('rolled_back');
   expect(result.reason).toMatch(/^labels auc failed at 90% traffic$/);
   expect(result.status.decisions.find((d) => d.kind === 'stop')!.evidence[0]).toMatch(
-    /^auc 0\.\d+ vs champion 0\.\d+ on \d+ labels: regression 0\.\d+ > max 0\.03$/,
+    /^labels auc: auc 0\.\d+ \(\d+ labels\) vs champion 0\.\d+ \(\d+\) on predictions made before .*: regression beyond 0\.03 is significant$/,
   );
   const state = stack.plane.snapshot();
   expect(state.routes[model]!.weights).toEqual({ v1: 100 });

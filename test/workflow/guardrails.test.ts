@@ -33,7 +33,9 @@ test('a candidate whose error rate breaches the guardrail is rolled back with th
   expect(result.outcome).toBe('rolled_back');
   expect(result.reason).toBe('guardrail error_rate failed at 20% traffic');
   const stop = result.status.decisions.find((d) => d.kind === 'stop')!;
-  expect(stop.evidence[0]).toMatch(/^error_rate 0\.\d+ > max 0\.05 \(n=\d+\)$/);
+  expect(stop.evidence[0]).toMatch(
+    /^guardrail error_rate: error_rate 0\.\d+ \(\d+\/\d+\) vs max 0\.05: significantly worse/,
+  );
   expectRestored(stack.plane, model);
   // The champion's alias never moved.
   expect(
@@ -55,7 +57,7 @@ test('a relative latency guardrail compares the candidate with the champion', as
   const result = await stack.promotions.result(id);
   expect(result.outcome).toBe('rolled_back');
   expect(result.status.decisions.find((d) => d.kind === 'stop')!.evidence[0]).toMatch(
-    /latency_p99_ms .* vs champion .*: exceeded/,
+    /^guardrail latency_p99_ms: p99 within .* vs champion .*: significantly worse/,
   );
 });
 

@@ -1,7 +1,7 @@
 /**
  * In-process traffic and measurements. The driver sends synthetic requests through the plane's
  * current route (sticky by entity key, mirrored to the shadow version at its sample rate) and each
- * version answers according to its Behaviour; the observations are kept per second and measured
+ * version answers according to its Behaviour; the observations are kept per tick and measured
  * over windows like a metrics backend would. Labels for each request arrive after a delay.
  */
 import type { LabelledPrediction } from '../../analysis/labels';
@@ -13,8 +13,9 @@ import type { InProcessPlane } from './plane';
 import { pickVersion } from '../../serving/gateway/routing';
 import { gaussian, seededRandom } from './random';
 
+/** The requests of one driver tick (they share one time). */
 interface Bucket {
-  sec: number;
+  atMs: number;
   requests: number;
   errors: number;
   /** Latency histogram of the bucket's requests: LATENCY_EDGES_MS bucket -> count. */
@@ -31,7 +32,8 @@ interface Labelled {
   label: number;
 }
 
-const MAX_SECONDS = 6 * 3600;
+/** Ticks kept per version (100 ms ticks: three hours). */
+const MAX_BUCKETS = 3 * 36_000;
 const MAX_PAIRS = 50_000;
 const MAX_LABELLED = 100_000;
 
@@ -50,12 +52,11 @@ export class InProcessMetrics implements MetricsSource {
     const key = `${model}/${version}`;
     const list = this.buckets.get(key) ?? [];
     if (!this.buckets.has(key)) this.buckets.set(key, list);
-    const sec = Math.floor(atMs / 1000);
     let bucket = list[list.length - 1];
-    if (!bucket || bucket.sec !== sec) {
-      bucket = { sec, requests: 0, errors: 0, bins: new Map(), maxMs: 0 };
+    if (!bucket || bucket.atMs !== atMs) {
+      bucket = { atMs, requests: 0, errors: 0, bins: new Map(), maxMs: 0 };
       list.push(bucket);
-      if (list.length > MAX_SECONDS) list.shift();
+      if (list.length > MAX_BUCKETS) list.shift();
     }
     bucket.requests++;
     if (failed) bucket.errors++;
@@ -79,14 +80,12 @@ export class InProcessMetrics implements MetricsSource {
    * far larger than a window's requests, so each request is its own assignment unit.
    */
   counts(q: WindowQuery): Promise<WindowCounts> {
-    const from = Math.floor(q.fromMs / 1000);
-    const to = Math.floor(q.toMs / 1000);
     const counts = new Array<number>(LATENCY_BOUNDS_MS.length + 1).fill(0);
     let requests = 0;
     let errors = 0;
     let maxMs: number | null = null;
     for (const b of this.buckets.get(`${q.model}/${q.version}`) ?? []) {
-      if (b.sec < from || b.sec > to) continue;
+      if (b.atMs < q.fromMs || b.atMs > q.toMs) continue;
       requests += b.requests;
       errors += b.errors;
       for (const [bin, n] of b.bins) counts[bin]! += n;
