@@ -73,14 +73,27 @@ const total = (splits: readonly SplitCounts[], who: 'candidate' | 'champion', wh
 
 /** A sub-test's outcome, for combining a rule's limit and relative tests. */
 interface Part {
+  kind: 'limit' | 'relative';
   verdict: SequentialVerdict;
   text: string;
   test: TestEvidence;
 }
 
+/**
+ * Fail when any comparison fails. Pass when every limit passes and, if the rule has no limit, the
+ * comparison with the champion passes: with a limit, being significantly within it is enough to
+ * pass a bake while the champion comparison keeps running (it can still Fail at any later look).
+ * Proving a rate within 1.5x of the champion's takes many errors, which a good candidate never makes.
+ */
 function combine(parts: readonly Part[]): SequentialVerdict {
   if (parts.some((p) => p.verdict === 'Fail')) return 'Fail';
-  return parts.every((p) => p.verdict === 'Pass') ? 'Pass' : 'Inconclusive';
+  return deciding(parts).every((p) => p.verdict === 'Pass') ? 'Pass' : 'Inconclusive';
+}
+
+/** The comparisons a Pass needs: the limits, or without limits the champion comparison. */
+function deciding(parts: readonly Part[]): Part[] {
+  const limits = parts.filter((p) => p.kind === 'limit');
+  return limits.length > 0 ? limits : [...parts];
 }
 
 const WORDS: Record<SequentialVerdict, string> = {
@@ -93,7 +106,8 @@ const WORDS: Record<SequentialVerdict, string> = {
  * Assesses one guardrail over the live counts. Each of the rule's comparisons (max, min, relative
  * to the champion) is an always-valid test at alpha divided by their number (Bonferroni), so the
  * rule's false Fail rate is at most alpha however often it is checked. Fail as soon as any
- * comparison fails; Pass only when all pass and the candidate has minSamples requests.
+ * comparison fails; Pass when the limits pass (or, without limits, the champion comparison does)
+ * and the candidate has minSamples requests.
  */
 export function assessGuardrail(rule: Guardrail, live: LiveCounts): Assessment {
   const subject = `guardrail ${rule.metric}`;
@@ -108,13 +122,18 @@ export function assessGuardrail(rule: Guardrail, live: LiveCounts): Assessment {
   const parts =
     rule.metric === 'error_rate' ? errorParts(rule, live, alpha) : latencyParts(rule, live, alpha);
   let verdict: Verdict = combine(parts);
-  const first = parts.find((p) => p.verdict === verdict) ?? parts[0]!;
+  const first =
+    deciding(parts).find((p) => p.verdict === verdict) ??
+    parts.find((p) => p.verdict === verdict) ??
+    parts[0]!;
   let note = '';
   if (verdict === 'Pass' && n < rule.minSamples) {
     verdict = 'Inconclusive';
     note = `; only ${n} of ${rule.minSamples} required requests`;
   }
-  const more = parts.filter((p) => p.verdict === 'Inconclusive').map((p) => p.test.expectedMoreSamples);
+  const more = deciding(parts)
+    .filter((p) => p.verdict === 'Inconclusive')
+    .map((p) => p.test.expectedMoreSamples);
   const expectedMoreSamples =
     verdict !== 'Inconclusive'
       ? null
@@ -165,6 +184,7 @@ function errorParts(rule: Guardrail, live: LiveCounts, alpha: number): Part[] {
     const evidence = side === 'max' ? t.logEvidenceAbove : t.logEvidenceBelow;
     const against = side === 'max' ? t.logEvidenceBelow : t.logEvidenceAbove;
     parts.push({
+      kind: 'limit',
       verdict,
       text: `${rate} vs ${side} ${fmt(bound)}: ${WORDS[verdict]} (log e-values ${fmt(evidence)} worse, ${fmt(against)} within; decide at ${fmt(t.logThreshold)})`,
       test: {
@@ -193,6 +213,7 @@ function errorParts(rule: Guardrail, live: LiveCounts, alpha: number): Part[] {
       alpha,
     );
     parts.push({
+      kind: 'relative',
       verdict: t.verdict,
       text: `${rate} vs champion ${fmt(t.championRate)} (${total(live.splits, 'champion', 'errors')}/${t.championRequests}), limit x${fmt(t.boundary)}: ${WORDS[t.verdict]} (log e-values ${fmt(t.logEvidenceAbove)} worse, ${fmt(t.logEvidenceBelow)} within; decide at ${fmt(t.logThreshold)})`,
       test: {
@@ -234,6 +255,7 @@ function latencyParts(rule: Guardrail, live: LiveCounts, alpha: number): Part[] 
             ? 'Pass'
             : 'Inconclusive';
     parts.push({
+      kind: 'limit',
       verdict,
       text: `${name} within ${boundsText(t.candidate)} (n=${t.candidate.n}) vs ${side} ${fmt(bound)} ms: ${WORDS[verdict]}`,
       test: {
@@ -254,6 +276,7 @@ function latencyParts(rule: Guardrail, live: LiveCounts, alpha: number): Part[] 
     const t = testQuantileRatio(candidate, champion, q, rule.relativeIncrease, alpha);
     const f = 1 + rule.relativeIncrease;
     parts.push({
+      kind: 'relative',
       verdict: t.verdict,
       text: `${name} within ${boundsText(t.candidate)} vs champion ${boundsText(t.champion!)} (n=${t.candidate.n}/${t.champion!.n}), limit x${fmt(f)}: ${WORDS[t.verdict]}`,
       test: {

@@ -241,13 +241,13 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
         gatewayUrl: local.gatewayUrl,
         model: DEMO_MODEL,
         holdout: plane.datasets.holdout(DEMO_MODEL),
-        ratePerSec: 40,
+        ratePerSec: 60,
         labelDelayMs: 2000,
         ingestToken: local.tokens.ingestToken,
         logger,
       }).start());
       say(
-        `gateway: ${local.gatewayUrl} (metrics at ${local.gatewayUrl}/metrics); MLflow: ${local.mlflow.url}; traffic: 40 requests/s replayed from the holdout, labels 2s later`,
+        `gateway: ${local.gatewayUrl} (metrics at ${local.gatewayUrl}/metrics); MLflow: ${local.mlflow.url}; traffic: 60 requests/s replayed from the holdout, labels 2s later`,
       );
       const l = local;
       stack = await startDevStack({

@@ -106,6 +106,20 @@ const guardrailCases: [string, Guardrail, LiveCounts, Verdict, string][] = [
     'limit x1.5: significantly within',
   ],
   [
+    'significantly within the limit while the champion comparison is undecided',
+    rule({ metric: 'error_rate', max: 0.05, relativeIncrease: 0.5 }),
+    live([[10, [2000, 20], [18000, 180]]]),
+    'Pass',
+    'vs max 0.05: significantly within',
+  ],
+  [
+    'within the limit but significantly worse than the champion',
+    rule({ metric: 'error_rate', max: 0.05, relativeIncrease: 0.5 }),
+    live([[10, [4000, 120], [36000, 360]]]),
+    'Fail',
+    'limit x1.5: significantly worse',
+  ],
+  [
     'no errors on either side: nothing to compare',
     rule({ metric: 'error_rate', relativeIncrease: 0.5 }),
     live([[5, [5000, 0], [95000, 0]]]),
