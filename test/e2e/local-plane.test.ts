@@ -118,7 +118,7 @@ beforeAll(async () => {
     gatewayUrl,
     model: mlflow.model,
     holdout: plane.datasets.holdout(mlflow.model),
-    ratePerSec: 40,
+    ratePerSec: 60,
     ingestToken: INGEST_TOKEN,
     logger,
   }).start();

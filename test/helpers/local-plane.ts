@@ -81,7 +81,7 @@ export async function startLocalPlaneFixture(name: string): Promise<LocalPlaneFi
     gatewayUrl,
     model,
     holdout: plane.datasets.holdout(model),
-    ratePerSec: 30,
+    ratePerSec: 50,
     ingestToken,
     logger,
   }).start();

@@ -51,7 +51,7 @@ export async function startStack(
   const stack = inProcessStack({
     stateDir: opts.stateDir ?? null,
     logger: pino({ level: 'silent' }),
-    traffic: { ratePerSec: opts.trafficRate ?? 300, labelDelayMs: opts.labelDelayMs ?? 0 },
+    traffic: { ratePerSec: opts.trafficRate ?? 1000, labelDelayMs: opts.labelDelayMs ?? 0 },
   });
   const taskQueue = `test-${randomUUID()}`;
   const worker = await createPromotionWorker({

@@ -12,7 +12,7 @@ import {
 } from '../../src/analysis/guardrail';
 import { assessLabels, compareLabels, type LabelledPrediction } from '../../src/analysis/labels';
 import { nextAction, type PolicyInput } from '../../src/analysis/policy';
-import { LATENCY_EDGES_MS } from '../../src/analysis/sequential';
+import { LATENCY_EDGES_MS, testRateRatio } from '../../src/analysis/sequential';
 import type { Assessment, Verdict } from '../../src/analysis/types';
 import { InvalidInputError } from '../../src/common/errors';
 import { planSchema, type Guardrail, type Watch } from '../../src/plan/schema';
@@ -512,4 +512,28 @@ test.each<[string, unknown, RegExp]>([
 test('more labelled rows than the cap are refused', () => {
   const many = Array.from({ length: 50_001 }, () => ({ score: 0.5, label: 1, atMs: 1, labelAtMs: 2 }));
   expect(() => checkLabelled(many)).toThrow(/50001 rows, at most 50000/);
+});
+
+// ---- the benchmark runs the workflow's rule ----
+
+test('a relative-only error-rate rule fails exactly when the rate-ratio test does (what bench:analysis runs)', () => {
+  let x = 7;
+  const rand = () => (x = (x * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  const r = rule({ metric: 'error_rate', relativeIncrease: 0, alpha: 0.01, minSamples: 100 });
+  let fails = 0;
+  for (let i = 0; i < 300; i++) {
+    const cr = 100 + Math.floor(rand() * 3000);
+    const br = 19 * cr;
+    const ce = Math.floor(rand() * 0.04 * cr);
+    const be = Math.floor(rand() * 0.02 * br);
+    const a = assessGuardrail(r, live([[5, [cr, ce], [br, be]]]));
+    const t = testRateRatio(
+      [{ candidateRequests: cr, candidateEvents: ce, championRequests: br, championEvents: be }],
+      0,
+      0.01,
+    );
+    expect(a.verdict === 'Fail').toBe(t.verdict === 'Fail');
+    if (t.verdict === 'Fail') fails++;
+  }
+  expect(fails).toBeGreaterThan(10);
 });

@@ -20,7 +20,7 @@ const canary = {
 };
 
 test('a candidate whose error rate breaches the guardrail is rolled back with the evidence', async () => {
-  stack = await startStack({ trafficRate: 400 });
+  stack = await startStack({ trafficRate: 1000 });
   const model = uniqueModel('breach');
   seedModel(stack.plane, model, { v2: { behaviour: { errorRate: 0.3 } } });
   const { id } = await stack.promotions.start({
@@ -46,7 +46,7 @@ test('a candidate whose error rate breaches the guardrail is rolled back with th
 });
 
 test('a relative latency guardrail compares the candidate with the champion', async () => {
-  stack = await startStack({ trafficRate: 400 });
+  stack = await startStack({ trafficRate: 1000 });
   const model = uniqueModel('slow');
   seedModel(stack.plane, model, { v2: { behaviour: { latencyMs: 40 } } });
   const plan = fastPlan({
