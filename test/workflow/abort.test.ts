@@ -160,7 +160,7 @@ test('pause holds the canary step; resume continues to completion', async () => 
     trafficPercent: 10,
     paused: { by: 'oncall', reason: 'hold on' },
   });
-  expect(held.lastChecks.map((c) => c.subject)).toEqual(['guardrail error_rate']);
+  expect(held.lastChecks.map((c) => c.subject)).toEqual(['sample ratio', 'guardrail error_rate']);
   await stack.promotions.control(id, 'resume', 'oncall');
   const result = await stack.promotions.result(id);
   expect(result.outcome).toBe('succeeded');
