@@ -168,7 +168,7 @@ test('v2 (better) goes through shadow and canary on live traffic; champion alias
     .map((d) => `${d.reason} ${d.evidence.join(' ')}`);
   expect(evidence.join('\n')).toMatch(/gate auc: Pass auc 0\.9\d+ \(champion 0\.9\d+\) within limits/);
   expect(evidence.join('\n')).toMatch(
-    /shadow: Pass disagreement [\d.]+ at thresholds 0\.5\/0\.9, score PSI [\d.]+, \d+ pairs/,
+    /shadow: Pass disagreement [\d.]+ \[[\d.]+, [\d.]+\] at thresholds 0\.5\/0\.9, score PSI [\d.]+ \[[\d.]+, [\d.]+\] \(95% bounds\), \d+ pairs/,
   );
   expect(await plane.registry.getAlias(mlflow.model, 'champion')).toBe('2');
   expect(await plane.registry.getAlias(mlflow.model, 'challenger')).toBeNull();

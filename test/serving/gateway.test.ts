@@ -229,7 +229,7 @@ test('read endpoints: aggregated measurements with raw counts, shadow pairs, lab
   expect(await get(`features/${MODEL}`)).toEqual([{ name: 'amount', type: 'double' }]);
   await g.labels([{ requestId: ids[0], label: 1 }]);
   expect(await get(`labelled/${MODEL}/v1?from=${from}&to=${Date.now() + 1}`)).toEqual([
-    { version: 'v1', score: 0.2, label: 1 },
+    { version: 'v1', score: 0.2, label: 1, atMs: expect.any(Number), labelAtMs: expect.any(Number) },
   ]);
   expect(await get(`measure/${MODEL}/v1?from=abc`)).toEqual({
     error: 'from and to must be epoch milliseconds',

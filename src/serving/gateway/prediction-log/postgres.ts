@@ -250,7 +250,12 @@ export class PostgresPredictionLog implements PredictionLog {
   ): Promise<LabelledRow[]> {
     await this.flush();
     const params = { model, version, from_ms: fromMs, to_ms: toMs, limit: readLimit(limit) };
-    return (await this.run(SQL.labelled, params)).rows as LabelledRow[];
+    // PostgreSQL gives bigints as strings.
+    return ((await this.run(SQL.labelled, params)).rows as LabelledRow[]).map((r) => ({
+      ...r,
+      atMs: Number(r.atMs),
+      labelAtMs: Number(r.labelAtMs),
+    }));
   }
 
   async pairsJson(
