@@ -127,8 +127,8 @@ async function runStory(
     const { id } = await promotions.start({ model: DEMO_MODEL, version, plan, startedBy: 'ci' });
     const status = await follow(promotions, id, version, async (s) => {
       say(`  approval needed for step ${s.pendingApproval!.step + 1}; a second user approves:`);
-      say(`$ bin/promote approve ${id} --as bob --comment "shadow and 10% look good"`);
-      const r = await promotions.vote(id, 'approve', 'bob', 'shadow and 10% look good');
+      say(`$ bin/promote approve ${id} --as bob --comment "shadow and the first step look good"`);
+      const r = await promotions.vote(id, 'approve', 'bob', 'shadow and the first step look good');
       say(`  ${r.message}`);
     });
     results.push({ version, status, expected });
