@@ -85,7 +85,7 @@ watch:
   window: 10s
   interval: 2s
   holdbackPercent: 10
-  labels: { metric: auc, maxRegression: 0.1, minLabels: 15 }
+  labels: { metric: auc, maxRegression: 0.1, minLabels: 15, passWhen: not_significant }
 policy: { thresholds: { block: 0.9, review: 0.5 } }
 `;
 
