@@ -51,9 +51,12 @@ export async function promotionWorkflow(input: PromotionInput): Promise<Promotio
       nonRetryable: true,
     });
   const run = new PromotionRun(input.carried ?? initialState(input, info.workflowId, nowMs()));
-  // State carried from a build without traffic splits: the checks start from the current split.
+  // State carried from a build without traffic splits: the checks start from the live split, so
+  // a candidate with traffic is never left unwatched.
   run.s.splits ??= [];
   run.s.srmAccepted ??= false;
+  if (run.s.splits.length === 0 && run.s.trafficPercent > 0 && run.s.liveSinceMs !== null)
+    run.s.splits.push({ fromMs: run.s.liveSinceMs, toMs: null, percent: run.s.trafficPercent });
   if (!input.carried)
     run.decide('started', input.startedBy, `promote ${input.model} ${input.candidate}`, nowMs(), [
       input.planHash,
