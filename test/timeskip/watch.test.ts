@@ -92,7 +92,7 @@ test('a 7-day watch with hourly checks completes, continuing as new on the way',
     'labels auc: Pass',
   ]);
   expect(stack.plane.snapshot().models[model]!.aliases.champion).toBe('v2');
-}, 120_000);
+}, 300_000);
 
 test('delayed labels that turn bad on day 3 roll back after 100%', async () => {
   const model = uniqueModel('late');
@@ -110,4 +110,4 @@ test('delayed labels that turn bad on day 3 roll back after 100%', async () => {
   const state = stack.plane.snapshot();
   expect(state.routes[model]!.weights).toEqual({ v1: 100 });
   expect(state.models[model]!.aliases).toEqual({ champion: 'v1' });
-}, 120_000);
+}, 300_000);

@@ -37,6 +37,14 @@ const MAX_BUCKETS = 3 * 36_000;
 const MAX_PAIRS = 50_000;
 const MAX_LABELLED = 100_000;
 
+/**
+ * Keeps the newest `max` entries. Trims a tenth at a time: shifting one entry off a full array on
+ * every request would move the whole array each time (at 1000 requests/s, 10^8 moves a second).
+ */
+function trim<T>(list: T[], max: number): void {
+  if (list.length > max + Math.ceil(max / 10)) list.splice(0, list.length - max);
+}
+
 export class InProcessMetrics implements MetricsSource {
   private readonly buckets = new Map<string, Bucket[]>();
   private readonly pairs: {
@@ -56,7 +64,7 @@ export class InProcessMetrics implements MetricsSource {
     if (!bucket || bucket.atMs !== atMs) {
       bucket = { atMs, requests: 0, errors: 0, bins: new Map(), maxMs: 0 };
       list.push(bucket);
-      if (list.length > MAX_BUCKETS) list.shift();
+      trim(list, MAX_BUCKETS);
     }
     bucket.requests++;
     if (failed) bucket.errors++;
@@ -67,12 +75,12 @@ export class InProcessMetrics implements MetricsSource {
 
   observePair(atMs: number, model: string, champion: string, candidate: string, pair: ScorePair): void {
     this.pairs.push({ atMs, model, champion, candidate, pair });
-    if (this.pairs.length > MAX_PAIRS) this.pairs.shift();
+    trim(this.pairs, MAX_PAIRS);
   }
 
   observePrediction(entry: Labelled): void {
     this.labelledRows.push(entry);
-    if (this.labelledRows.length > MAX_LABELLED) this.labelledRows.shift();
+    trim(this.labelledRows, MAX_LABELLED);
   }
 
   /**
