@@ -280,8 +280,9 @@ test('with the worker gone mid-canary the lease expires and traffic returns to t
     });
     return { worker, running: worker.run() };
   };
+  let w: { worker: Worker; running: Promise<void> } | undefined;
   try {
-    let w = await startWorker();
+    w = await startWorker();
     const plan = fastPlan({
       canary: { steps: [{ traffic: 10, bake: '60s' }, { traffic: 100 }] },
       analysis: { interval: '1s', lease: '3s', leaseRenewal: '1s' },
@@ -303,11 +304,14 @@ test('with the worker gone mid-canary the lease expires and traffic returns to t
     w = await startWorker();
     const result = await stack.promotions.result(id);
     expect(result.outcome).toBe('rolled_back');
-    expect(result.reason).toMatch(/the traffic lease ended/);
+    // Whichever the restarted worker sees first: the refused lease renewal, or the look that finds
+    // no traffic on the candidate although the route gives it 10% (the split no longer matches).
+    expect(result.reason).toMatch(/the traffic lease ended|sample ratio mismatch at 10% traffic/);
     expectRestored(stack.plane, model);
-    w.worker.shutdown();
-    await w.running;
   } finally {
+    // A failed expectation above must not be hidden by closing a connection a worker still uses.
+    if (w && w.worker.getState() === 'RUNNING') w.worker.shutdown();
+    await w?.running.catch(() => undefined);
     await connection.close();
   }
 }, 120_000);
