@@ -40,6 +40,7 @@ import {
   type RatioBucket,
   type SrmSegment,
 } from '../src/analysis/sequential';
+import { wilsonInterval } from '../src/analysis/shadow';
 import { quantile } from '../src/analysis/stats';
 
 const arg = (name: string, fallback: number) => {
@@ -332,14 +333,10 @@ const RULES: { name: string; rule: Rule; applies: (s: Scenario) => boolean }[] =
   { name: 'oracle-sprt', rule: oracle, applies: (s) => errors(s) && s.candidate !== s.champion },
 ];
 
-/** 95% Wilson score interval for k successes in n. */
+/** 95% Wilson score interval for k successes in n (two-sided: 2.5% on each side). */
 function wilson(k: number, n: number): [number, number] {
-  const z = 1.959964;
-  const p = k / n;
-  const denom = 1 + (z * z) / n;
-  const centre = (p + (z * z) / (2 * n)) / denom;
-  const half = (z * Math.sqrt((p * (1 - p)) / n + (z * z) / (4 * n * n))) / denom;
-  return [Math.max(0, centre - half), Math.min(1, centre + half)];
+  const { lower, upper } = wilsonInterval(k, n, 0.025);
+  return [lower, upper];
 }
 
 const pct = (sorted: number[], q: number): number | null =>

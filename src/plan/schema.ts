@@ -18,6 +18,10 @@ const duration = (what: string) =>
     .describe(`${what}. A duration: <number><unit>, units ms, s, m, h, d (e.g. 90s, 5m, 4h, 7d).`)
     .meta({ pattern: DURATION_PATTERN });
 
+/** A significance level: the chance of a false verdict, 0 < alpha < 0.5. */
+const alpha = (fallback: number, what: string) =>
+  z.number().gt(0).lt(0.5).default(fallback).describe(`${what} Default ${fallback}.`);
+
 const ratio = (what: string) => z.number().min(0).max(1).describe(`${what} (ratio 0..1).`);
 const userName = z
   .string()
@@ -132,14 +136,10 @@ export const shadowSchema = z
       .min(1)
       .default(100)
       .describe('Fewest compared request pairs for a verdict. Default 100.'),
-    alpha: z
-      .number()
-      .gt(0)
-      .lt(0.5)
-      .default(0.05)
-      .describe(
-        'Significance of the limits: Fail when the lower confidence bound is above a limit, Pass when the upper bound is within. Default 0.05.',
-      ),
+    alpha: alpha(
+      0.05,
+      'Significance of the limits: Fail when the lower confidence bound is above a limit, Pass when the upper bound is within.',
+    ),
   })
   .describe(
     'Shadow mode: the candidate sees mirrored traffic; its predictions are compared with the champion.',
@@ -209,14 +209,10 @@ export const guardrailSchema = z
       .describe(
         'Largest allowed increase over the champion, relative (0.5 = 50% worse; 0 = any significant increase fails).',
       ),
-    alpha: z
-      .number()
-      .gt(0)
-      .lt(0.5)
-      .default(0.05)
-      .describe(
-        "Chance of a false Fail over the whole promotion, however often it is checked (split among the rule's max, min and relativeIncrease). Default 0.05.",
-      ),
+    alpha: alpha(
+      0.05,
+      "Chance of a false Fail over the whole promotion, however often it is checked (split among the rule's max, min and relativeIncrease).",
+    ),
     minSamples: z
       .int()
       .min(1)
@@ -231,12 +227,7 @@ export const guardrailSchema = z
 
 export const srmSchema = z
   .strictObject({
-    alpha: z
-      .number()
-      .gt(0)
-      .lt(0.5)
-      .default(0.001)
-      .describe('Chance of a false mismatch over the whole promotion. Default 0.001.'),
+    alpha: alpha(0.001, 'Chance of a false mismatch over the whole promotion.'),
     onMismatch: z
       .enum(['rollback', 'pause'])
       .default('rollback')
@@ -303,12 +294,7 @@ export const watchSchema = z
           .min(1)
           .default(500)
           .describe('Fewest matured labels per version for a verdict. Default 500.'),
-        alpha: z
-          .number()
-          .gt(0)
-          .lt(0.5)
-          .default(0.05)
-          .describe('Chance of a false regression verdict over the whole watch. Default 0.05.'),
+        alpha: alpha(0.05, 'Chance of a false regression verdict over the whole watch.'),
         tau: z
           .number()
           .gt(0)

@@ -17,6 +17,7 @@ import type { Assessment, Verdict } from '../../src/analysis/types';
 import { InvalidInputError } from '../../src/common/errors';
 import { planSchema, type Guardrail, type Watch } from '../../src/plan/schema';
 import { checkCounts, checkLabelled } from '../../src/providers/checks';
+import { gaussian, seededRandom } from '../../src/providers/inprocess/random';
 import { latencyBucket } from '../../src/serving/gateway/prediction-log/types';
 
 // ---- builders ----
@@ -267,11 +268,10 @@ const labelRule = (r: Partial<NonNullable<Watch['labels']>> = {}): NonNullable<W
 
 /** Rows whose scores separate the classes with strength `signal`; labels arrive `delayMs` later. */
 function rows(n: number, signal: number, seed: number, delayMs = 1000, fromMs = 0): LabelledPrediction[] {
-  let x = seed;
-  const rand = () => (x = (x * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  const rand = seededRandom(`rows-${seed}`);
   return Array.from({ length: n }, (_, i) => {
     const label = rand() < 0.3 ? 1 : 0;
-    const z = Math.sqrt(-2 * Math.log(rand() + 1e-12)) * Math.cos(2 * Math.PI * rand());
+    const z = gaussian(rand);
     const score = 1 / (1 + Math.exp(-(signal * (label - 0.3) + z)));
     return { score, label, atMs: fromMs + i * 10, labelAtMs: fromMs + i * 10 + delayMs };
   });
@@ -517,8 +517,7 @@ test('more labelled rows than the cap are refused', () => {
 // ---- the benchmark runs the workflow's rule ----
 
 test('a relative-only error-rate rule fails exactly when the rate-ratio test does (what bench:analysis runs)', () => {
-  let x = 7;
-  const rand = () => (x = (x * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  const rand = seededRandom('equivalence');
   const r = rule({ metric: 'error_rate', relativeIncrease: 0, alpha: 0.01, minSamples: 100 });
   let fails = 0;
   for (let i = 0; i < 300; i++) {

@@ -18,6 +18,7 @@ import {
   testRegression,
   testSampleRatio,
 } from '../../src/analysis/sequential';
+import { wilsonInterval } from '../../src/analysis/shadow';
 import { auc } from '../../src/analysis/stats';
 
 const ALPHA = 0.01;
@@ -28,10 +29,7 @@ const ALPHA = 0.01;
  * observed rate itself may exceed it by chance), while a test that looks too often fails it.
  */
 function wilsonLow(k: number, n: number): number {
-  const z = 1.959964;
-  const p = k / n;
-  const denom = 1 + (z * z) / n;
-  return (p + (z * z) / (2 * n) - z * Math.sqrt((p * (1 - p)) / n + (z * z) / (4 * n * n))) / denom;
+  return wilsonInterval(k, n, 0.025).lower;
 }
 
 /** A seeded uniform generator and a binomial sampler drawing from it. */
