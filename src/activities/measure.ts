@@ -2,14 +2,21 @@
  * Measuring activities: offline gates, shadow comparison, guardrails and delayed labels. They
  * return measurements only; verdicts come from the pure assessments in src/analysis.
  */
-import { addToSparse, type LiveCounts } from '../analysis/guardrail';
+import {
+  addToSparse,
+  type LiveCounts,
+  type SliceCounts,
+  type SparseHistogram,
+  type SplitCounts,
+} from '../analysis/guardrail';
 import { compareLabels, summarizeLabels, type LabelComparison } from '../analysis/labels';
 import type { ShadowComparison } from '../analysis/shadow';
 import { compareScores } from '../analysis/shadow-compare';
 import type { Measurement } from '../analysis/types';
 import type { Gate, PolicyThresholds } from '../plan/schema';
-import { checkCounts, checkLabelled } from '../providers/checks';
-import type { Split } from '../workflows/types';
+import { checkCounts, checkLabelled, checkSliceValues } from '../providers/checks';
+import type { MetricsSource, SliceFilter } from '../providers/types';
+import type { SliceQuery, Split } from '../workflows/types';
 import { guard, measuredOrError, type ActivityContext, type Target } from './context';
 
 /** A measurement of both versions in play. */
@@ -65,26 +72,18 @@ export function measureActivities(ctx: ActivityContext) {
      * requests, errors and assignment units, and each version's latency histogram over all splits.
      * Any window that cannot be read makes the whole measurement an Error.
      */
-    async measureLive(input: Target & { splits: Split[]; toMs: number }): Promise<LiveCounts> {
-      const empty = (): LiveCounts => ({
-        phase: 'Ok',
-        splits: [],
-        latency: { candidate: { bins: [], maxMs: null }, champion: { bins: [], maxMs: null } },
-      });
+    async measureLive(
+      input: Target & { splits: Split[]; toMs: number; slices?: SliceQuery[] },
+    ): Promise<LiveCounts> {
+      const empty = (): LiveCounts => ({ phase: 'Ok', splits: [], latency: noLatency() });
       try {
         const { metrics } = ctx.providers(input.refs);
-        const live = empty();
-        for (const split of input.splits) {
-          const window = { model: input.model, fromMs: split.fromMs, toMs: split.toMs ?? input.toMs };
-          const candidate = checkCounts(await metrics.counts({ ...window, version: input.candidate }));
-          const champion = checkCounts(await metrics.counts({ ...window, version: input.champion }));
-          live.splits.push({
-            percent: split.percent,
-            candidate: { requests: candidate.requests, errors: candidate.errors, units: candidate.units },
-            champion: { requests: champion.requests, errors: champion.errors, units: champion.units },
-          });
-          addToSparse(live.latency.candidate, candidate.latency.counts, candidate.latency.maxMs);
-          addToSparse(live.latency.champion, champion.latency.counts, champion.latency.maxMs);
+        const live: LiveCounts = { ...empty(), ...(await splitCounts(metrics, input)) };
+        const slices = await resolveSlices(metrics, input, input.splits[0]?.fromMs ?? input.toMs);
+        live.slices = [];
+        for (const { name, key, value } of slices) {
+          const counts = await splitCounts(metrics, input, { key, value });
+          live.slices.push({ name, value, ...counts });
         }
         return live;
       } catch (err) {
@@ -94,18 +93,34 @@ export function measureActivities(ctx: ActivityContext) {
 
     /** Both versions' quality on matured labelled predictions of the window. */
     async measureLabels(
-      input: Target & { fromMs: number; toMs: number; maturity: number },
+      input: Target & { fromMs: number; toMs: number; maturity: number; slices?: SliceQuery[] },
     ): Promise<LabelComparison> {
       try {
         const { metrics } = ctx.providers(input.refs);
-        const rows = (version: string) =>
-          metrics.labelled({ model: input.model, version, fromMs: input.fromMs, toMs: input.toMs });
-        return compareLabels(
-          { version: input.candidate, rows: checkLabelled(await rows(input.candidate)) },
-          { version: input.champion, rows: checkLabelled(await rows(input.champion)) },
-          input.toMs,
-          input.maturity,
-        );
+        const compare = async (slice?: SliceFilter) => {
+          const rows = async (version: string) =>
+            checkLabelled(
+              await metrics.labelled({
+                model: input.model,
+                version,
+                fromMs: input.fromMs,
+                toMs: input.toMs,
+                ...(slice ? { slice } : {}),
+              }),
+            );
+          return compareLabels(
+            { version: input.candidate, rows: await rows(input.candidate) },
+            { version: input.champion, rows: await rows(input.champion) },
+            input.toMs,
+            input.maturity,
+          );
+        };
+        const overall = await compare();
+        overall.slices = [];
+        for (const s of input.slices ?? [])
+          for (const value of s.values)
+            overall.slices.push({ name: s.name, value, comparison: await compare({ key: s.key, value }) });
+        return overall;
       } catch (err) {
         const none = (version: string) => summarizeLabels(version, []);
         return {
@@ -119,4 +134,60 @@ export function measureActivities(ctx: ActivityContext) {
       }
     },
   };
+}
+
+const noLatency = (): { candidate: SparseHistogram; champion: SparseHistogram } => ({
+  candidate: { bins: [], maxMs: null },
+  champion: { bins: [], maxMs: null },
+});
+
+/** Both versions' counts in every split (of one slice, when given), checked. */
+async function splitCounts(
+  metrics: MetricsSource,
+  input: Target & { splits: Split[]; toMs: number },
+  slice?: SliceFilter,
+): Promise<Pick<SliceCounts, 'splits' | 'latency'>> {
+  const splits: SplitCounts[] = [];
+  const latency = noLatency();
+  for (const split of input.splits) {
+    const window = {
+      model: input.model,
+      fromMs: split.fromMs,
+      toMs: split.toMs ?? input.toMs,
+      ...(slice ? { slice } : {}),
+    };
+    const candidate = checkCounts(await metrics.counts({ ...window, version: input.candidate }));
+    const champion = checkCounts(await metrics.counts({ ...window, version: input.champion }));
+    splits.push({
+      percent: split.percent,
+      candidate: { requests: candidate.requests, errors: candidate.errors, units: candidate.units },
+      champion: { requests: champion.requests, errors: champion.errors, units: champion.units },
+    });
+    addToSparse(latency.candidate, candidate.latency.counts, candidate.latency.maxMs);
+    addToSparse(latency.champion, champion.latency.counts, champion.latency.maxMs);
+  }
+  return { splits, latency };
+}
+
+/**
+ * The slices to measure: the listed values, and top-N slices filled up from the traffic since
+ * `fromMs` (values already chosen stay; new ones are added by traffic, most first, up to N).
+ */
+async function resolveSlices(
+  metrics: MetricsSource,
+  input: Target & { toMs: number; slices?: SliceQuery[] },
+  fromMs: number,
+): Promise<{ name: string; key: string; value: string }[]> {
+  const out: { name: string; key: string; value: string }[] = [];
+  for (const s of input.slices ?? []) {
+    const values = [...s.values];
+    if (s.top !== null && values.length < s.top) {
+      const seen = checkSliceValues(
+        await metrics.sliceValues({ model: input.model, key: s.key, fromMs, toMs: input.toMs, limit: s.top }),
+      );
+      for (const v of seen) if (values.length < s.top && !values.includes(v.value)) values.push(v.value);
+    }
+    for (const value of values) out.push({ name: s.name, key: s.key, value });
+  }
+  return out;
 }

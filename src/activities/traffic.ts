@@ -25,12 +25,17 @@ export function trafficActivities(ctx: ActivityContext) {
       });
     },
 
-    /** Sets the candidate's share of traffic (the champion gets the rest) and reads back the route. */
-    async setTraffic(input: Target & { percent: number; stickyKey: string; lease?: string }): Promise<Route> {
+    /**
+     * Sets the candidate's share of traffic (the champion gets the rest) and reads back the route.
+     * `sliceKeys`: the request keys the router records with every prediction (the plan's slices).
+     */
+    async setTraffic(
+      input: Target & { percent: number; stickyKey: string; lease?: string; sliceKeys?: string[] },
+    ): Promise<Route> {
       return guard(async () => {
         const { traffic } = ctx.providers(input.refs);
         const weights = { [input.champion]: 100 - input.percent, [input.candidate]: input.percent };
-        await traffic.setWeights(input.model, weights, input.stickyKey, input.lease);
+        await traffic.setWeights(input.model, weights, input.stickyKey, input.lease, input.sliceKeys);
         const applied = await traffic.getRoute(input.model);
         if (!applied || (applied.weights[input.candidate] ?? 0) !== input.percent) {
           throw new Error(

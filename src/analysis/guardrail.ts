@@ -45,6 +45,16 @@ export interface LiveCounts {
   splits: SplitCounts[];
   /** Latency of each version over all splits. */
   latency: { candidate: SparseHistogram; champion: SparseHistogram };
+  /** The same counts for the requests of each slice (a plan's slices; see ./slices.ts). */
+  slices?: SliceCounts[];
+}
+
+/** One slice's live counts: `name` is the plan's slice, `value` the requests' value. */
+export interface SliceCounts {
+  name: string;
+  value: string;
+  splits: SplitCounts[];
+  latency: { candidate: SparseHistogram; champion: SparseHistogram };
 }
 
 /** A sparse histogram as the dense one the quantile bounds read. */

@@ -6,3 +6,4 @@ export * from './gate';
 export * from './shadow';
 export * from './labels';
 export * from './policy';
+export * from './slices';

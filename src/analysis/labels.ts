@@ -42,6 +42,8 @@ export interface LabelComparison {
   delayMs: number | null;
   candidate: LabelSummary;
   champion: LabelSummary;
+  /** The same comparison on the predictions of each slice (a plan's slices; see ./slices.ts). */
+  slices?: { name: string; value: string; comparison: LabelComparison }[];
 }
 
 const EPS = 1e-15;

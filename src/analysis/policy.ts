@@ -42,7 +42,8 @@ const evidenceOf = (as: readonly Assessment[]) => as.map((a) => `${a.subject}: $
  * match the route), then any Fail, then measurements failing maxConsecutiveErrors times in a row
  * (each rolls back). At a look nothing else acts. At the end of a wait everything must be Pass:
  * otherwise the wait is extended up to maxExtensions times, then NoData follows onNoData and
- * Inconclusive or Error follow onInconclusive.
+ * Inconclusive or Error follow onInconclusive. A slice's assessment acts only by failing; its
+ * other verdicts never hold the end of a wait (the overall assessment decides it).
  */
 export function nextAction(input: PolicyInput): Action {
   const { analysis, srm, trafficPercent } = input;
@@ -75,9 +76,10 @@ export function nextAction(input: PolicyInput): Action {
     };
   if (input.moment === 'look') return { kind: 'continue' };
   const verdicts: Verdict[] = all.map((a) =>
-    a.verdict === 'Inconclusive' &&
-    a.subject.startsWith('labels ') &&
-    input.labelsPassWhen === 'not_significant'
+    a.slice !== undefined ||
+    (a.verdict === 'Inconclusive' &&
+      a.subject.startsWith('labels ') &&
+      input.labelsPassWhen === 'not_significant')
       ? 'Pass'
       : a.verdict,
   );

@@ -57,6 +57,8 @@ export interface Assessment {
   champion?: number | null;
   samples?: number;
   test?: TestEvidence;
+  /** The slice assessed (`country=DE`); absent for the overall assessment. */
+  slice?: string;
 }
 
 /**

@@ -37,7 +37,20 @@ const shortName = (what: string) =>
     .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, `${what}: letters, digits and . _ - (at most 100)`);
 
 /** Bounds that keep a plan (and the workflow state that carries it) small. */
-export const PLAN_LIMITS = { steps: 20, gates: 20, guardrails: 20, approvers: 50, text: 2000 } as const;
+export const PLAN_LIMITS = {
+  steps: 20,
+  gates: 20,
+  guardrails: 20,
+  approvers: 50,
+  text: 2000,
+  /** Slice definitions, distinct slice keys (the gateway records at most this many per request), slices in all. */
+  slices: 5,
+  sliceKeys: 4,
+  sliceValues: 50,
+} as const;
+
+/** Where a request's sticky key or slice value comes from: a header or a field of the body. */
+export const REQUEST_KEY = /^(header|field):[A-Za-z0-9._-]{1,100}$/;
 
 /** Provider types known to this build; an unknown type is a validation error, never a fallback. */
 export const REGISTRY_TYPES = ['inprocess', 'mlflow'] as const;
@@ -182,7 +195,7 @@ export const canarySchema = z
         stickyKey: z
           .string()
           .max(200)
-          .regex(/^(header|field):[A-Za-z0-9._-]+$/, 'expected header:<name> or field:<name>')
+          .regex(REQUEST_KEY, 'expected header:<name> or field:<name> (letters, digits, . _ -; at most 100)')
           .default('header:x-entity-id')
           .describe('Where the sticky assignment key comes from. Default header:x-entity-id.'),
       })
@@ -223,6 +236,38 @@ export const guardrailSchema = z
   })
   .describe(
     'A live guardrail: an always-valid test over every traffic split since the first shift, checked during every bake, approval wait and the watch. max and min are tested limits: Fail only when significantly beyond, Pass only when significantly within.',
+  );
+
+export const sliceSchema = z
+  .strictObject({
+    name: z
+      .string()
+      .regex(/^[a-z][a-z0-9_-]{0,39}$/, 'a slice name is lowercase letters, digits, _ and - (at most 40)')
+      .describe('Name shown in verdicts, e.g. country (a slice reads country=DE).'),
+    key: z
+      .string()
+      .max(107)
+      .regex(REQUEST_KEY, 'expected header:<name> or field:<name> (letters, digits, . _ -; at most 100)')
+      .describe(
+        "Where each request's value comes from: header:<name>, or field:<name> (a column of the first row of the body). The gateway records it with every prediction.",
+      ),
+    values: z
+      .array(z.string().min(1).max(100))
+      .min(1)
+      .max(20)
+      .optional()
+      .describe('The values checked, each a slice of its own (at most 20). Exactly one of values or top.'),
+    top: z
+      .int()
+      .min(1)
+      .max(20)
+      .optional()
+      .describe(
+        'Check the N values with the most traffic: chosen from the traffic seen, added as they appear, never replaced (at most 20).',
+      ),
+  })
+  .describe(
+    'A slice dimension: guardrails and label checks run on each of its values as well as overall. Slices can only hold a promotion back by failing; alpha is shared (see guardrails).',
   );
 
 export const srmSchema = z
@@ -367,6 +412,13 @@ export const planSchema = z
       .max(PLAN_LIMITS.guardrails)
       .default([])
       .describe(`Live guardrails (at most ${PLAN_LIMITS.guardrails}).`),
+    slices: z
+      .array(sliceSchema)
+      .max(PLAN_LIMITS.slices)
+      .default([])
+      .describe(
+        `Slices checked separately (at most ${PLAN_LIMITS.slices} definitions over ${PLAN_LIMITS.sliceKeys} keys, ${PLAN_LIMITS.sliceValues} values in all). With slices, each rule's alpha is split: half for the overall test, half shared equally by the slices (Bonferroni), so the chance of any false Fail stays at most alpha.`,
+      ),
     analysis: analysisSchema.default({
       interval: '30s',
       maxExtensions: 1,
@@ -388,6 +440,7 @@ export type Gate = Plan['gates'][number];
 export type Step = Plan['canary']['steps'][number];
 export type Approval = NonNullable<Step['approval']>;
 export type Guardrail = Plan['guardrails'][number];
+export type Slice = Plan['slices'][number];
 export type Watch = NonNullable<Plan['watch']>;
 export type Shadow = NonNullable<Plan['shadow']>;
 export type Analysis = Plan['analysis'];

@@ -6,7 +6,7 @@ import type { z } from 'zod';
 import { PlanError, type Issue } from '../common/errors';
 import { MAX_LEASE_TTL_MS, MIN_LEASE_TTL_MS } from '../serving/lease';
 import { isDuration, parseDuration } from './duration';
-import { planSchema, type Plan } from './schema';
+import { PLAN_LIMITS, planSchema, type Plan } from './schema';
 
 /** `canary.steps[1].traffic` from `['canary', 'steps', 1, 'traffic']`. */
 export function formatPath(path: readonly PropertyKey[]): string {
@@ -105,6 +105,36 @@ export function crossFieldIssues(doc: unknown): Issue[] {
     const max = num(rule.max);
     if (min !== undefined && max !== undefined && min > max)
       add(`guardrails[${i}].min`, `min (${min}) is above max (${max})`);
+  });
+
+  const sliceNames = new Set<unknown>();
+  const sliceKeys = new Set<unknown>();
+  let sliceValues = 0;
+  arr(plan.slices).forEach((raw, i) => {
+    const slice = obj(raw);
+    if (!slice) return;
+    if (slice.name !== undefined && sliceNames.has(slice.name))
+      add(`slices[${i}].name`, `slice name ${String(JSON.stringify(slice.name)).slice(0, 80)} is used twice`);
+    sliceNames.add(slice.name);
+    if (typeof slice.key === 'string') {
+      sliceKeys.add(slice.key);
+      if (sliceKeys.size === PLAN_LIMITS.sliceKeys + 1)
+        add(`slices[${i}].key`, `at most ${PLAN_LIMITS.sliceKeys} distinct slice keys`);
+    }
+    const hasValues = slice.values !== undefined;
+    if (hasValues === (slice.top !== undefined))
+      add(`slices[${i}]`, 'a slice needs exactly one of values or top');
+    const values = arr(slice.values);
+    const seen = new Set<unknown>();
+    values.forEach((v, j) => {
+      if (seen.has(v))
+        add(`slices[${i}].values[${j}]`, `value ${String(JSON.stringify(v)).slice(0, 80)} is listed twice`);
+      seen.add(v);
+    });
+    const before = sliceValues;
+    sliceValues += hasValues ? values.length : (num(slice.top) ?? 0);
+    if (before <= PLAN_LIMITS.sliceValues && sliceValues > PLAN_LIMITS.sliceValues)
+      add(`slices[${i}]`, `at most ${PLAN_LIMITS.sliceValues} slice values in all (values and top)`);
   });
 
   const analysis = obj(plan.analysis);

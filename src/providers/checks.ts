@@ -8,7 +8,8 @@ import type { LabelledPrediction } from '../analysis/labels';
 import { LATENCY_EDGES_MS } from '../analysis/sequential/quantile';
 import type { WindowCounts } from '../analysis/types';
 import { InvalidInputError } from '../common/errors';
-import { MAX_LABELLED_ROWS } from './types';
+import { MAX_SLICE_VALUES } from '../serving/gateway/prediction-log/types';
+import { MAX_LABELLED_ROWS, type SliceValue } from './types';
 
 const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const time = z.number().finite();
@@ -67,4 +68,15 @@ export function checkLabelled(raw: unknown): LabelledPrediction[] {
     if (!parsed.success) throw problem(`metrics source labelled rows[${i}]`, parsed.error);
     return parsed.data;
   });
+}
+
+const sliceValuesSchema = z
+  .array(z.object({ value: z.string().min(1).max(100), requests: count }))
+  .max(MAX_SLICE_VALUES);
+
+/** A slice key's values by traffic, checked: at most MAX_SLICE_VALUES, values of 1..100 characters. */
+export function checkSliceValues(raw: unknown): SliceValue[] {
+  const parsed = sliceValuesSchema.safeParse(raw);
+  if (!parsed.success) throw problem('metrics source slice values', parsed.error);
+  return parsed.data;
 }

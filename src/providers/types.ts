@@ -7,8 +7,9 @@ import type { Measurement, WindowCounts } from '../analysis/types';
 import type { ScorePair } from '../analysis/shadow';
 import type { Gate, PolicyThresholds } from '../plan/schema';
 import type { Lease, LeaseRequest } from '../serving/lease';
+import type { SliceFilter, SliceValue } from '../serving/gateway/prediction-log/types';
 
-export type { Lease, LeaseRequest };
+export type { Lease, LeaseRequest, SliceFilter, SliceValue };
 
 export interface FeatureSpec {
   name: string;
@@ -54,6 +55,8 @@ export interface Route {
   weights: Record<string, number>;
   shadow: { version: string; sampleRate: number } | null;
   stickyKey: string;
+  /** Request keys whose values are recorded with every prediction (per-slice checks). */
+  sliceKeys: string[];
 }
 
 /**
@@ -68,6 +71,8 @@ export interface TrafficRouter {
     weights: Record<string, number>,
     stickyKey: string,
     lease?: string,
+    /** Replaces the route's slice keys; omitted, they stay as they are. */
+    sliceKeys?: string[],
   ): Promise<Route>;
   setShadow(model: string, shadow: Route['shadow'], lease?: string): Promise<Route>;
   /** Acquires or renews; LeaseEndedError once the holder's lease has ended, ConflictError for another holder's. */
@@ -82,6 +87,8 @@ export interface WindowQuery {
   version: string;
   fromMs: number;
   toMs: number;
+  /** Only the requests of this slice. */
+  slice?: SliceFilter;
 }
 
 /** Labelled predictions a source answers at most per version and window. */
@@ -104,6 +111,14 @@ export interface MetricsSource {
   }): Promise<ScorePair[]>;
   /** Predictions of the window whose labels arrived by `toMs`, oldest first, at most MAX_LABELLED_ROWS. */
   labelled(query: WindowQuery): Promise<LabelledPrediction[]>;
+  /** A slice key's values with the most primary requests in the window (both versions), most first. */
+  sliceValues(query: {
+    model: string;
+    key: string;
+    fromMs: number;
+    toMs: number;
+    limit: number;
+  }): Promise<SliceValue[]>;
 }
 
 /** Offline validation: measures one gate's metric for one version. */

@@ -55,6 +55,9 @@ export async function promotionWorkflow(input: PromotionInput): Promise<Promotio
   // a candidate with traffic is never left unwatched.
   run.s.splits ??= [];
   run.s.srmAccepted ??= false;
+  // ... and without slices.
+  run.s.sliceValues ??= {};
+  run.s.plan.slices ??= [];
   if (run.s.splits.length === 0 && run.s.trafficPercent > 0 && run.s.liveSinceMs !== null)
     run.s.splits.push({ fromMs: run.s.liveSinceMs, toMs: null, percent: run.s.trafficPercent });
   if (!input.carried)

@@ -3,7 +3,7 @@
  * imports and no clock of its own (times are passed in), so the rules are unit-testable and the
  * same code validates both signals and updates.
  */
-import type { Assessment } from '../analysis/types';
+import type { Assessment, Verdict } from '../analysis/types';
 import type { Approval } from '../plan/schema';
 import { parseMessage, type MessageKind, type MessageResult } from './messages';
 import type {
@@ -83,6 +83,7 @@ export function initialState(input: PromotionInput, id: string, nowMs: number): 
     extensions: 0,
     splits: [],
     srmAccepted: false,
+    sliceValues: {},
     lastChecks: [],
     consecutiveErrors: {},
     decisions: [],
@@ -95,6 +96,10 @@ export function initialState(input: PromotionInput, id: string, nowMs: number): 
     continuedAsNew: 0,
   };
 }
+
+/** Slice checks kept in `lastChecks` at most, the most severe first. */
+const MAX_SLICE_CHECKS = 20;
+const SEVERITY: readonly Verdict[] = ['Fail', 'Error', 'Inconclusive', 'NoData', 'Pass'];
 
 export class PromotionRun {
   constructor(readonly s: PromotionState) {}
@@ -370,12 +375,23 @@ export class PromotionRun {
   recordChecks(assessments: Assessment[], nowMs: number): void {
     const before = new Map(this.s.lastChecks.map((a) => [a.subject, a.verdict]));
     for (const a of assessments) {
-      if (before.get(a.subject) !== a.verdict)
-        this.decide('check', SYSTEM, `${a.subject}: ${a.verdict}`, nowMs, [a.evidence]);
-      this.s.consecutiveErrors[a.subject] =
-        a.verdict === 'Error' ? (this.s.consecutiveErrors[a.subject] ?? 0) + 1 : 0;
+      // A plan may have hundreds of slice checks: only a slice's Fail goes to the decision log.
+      const logged = a.slice === undefined ? before.get(a.subject) !== a.verdict : a.verdict === 'Fail';
+      if (logged) this.decide('check', SYSTEM, `${a.subject}: ${a.verdict}`, nowMs, [a.evidence]);
+      if (a.verdict === 'Error')
+        this.s.consecutiveErrors[a.subject] = (this.s.consecutiveErrors[a.subject] ?? 0) + 1;
+      else if (a.slice === undefined) this.s.consecutiveErrors[a.subject] = 0;
+      else delete this.s.consecutiveErrors[a.subject];
     }
-    this.s.lastChecks = assessments.map((a) => ({ ...a, evidence: clip(a.evidence) }));
+    // Every overall check, and the slice checks most in need of attention (bounded state).
+    const slices = assessments
+      .filter((a) => a.slice !== undefined)
+      .sort((a, b) => SEVERITY.indexOf(a.verdict) - SEVERITY.indexOf(b.verdict))
+      .slice(0, MAX_SLICE_CHECKS);
+    this.s.lastChecks = [...assessments.filter((a) => a.slice === undefined), ...slices].map((a) => ({
+      ...a,
+      evidence: clip(a.evidence),
+    }));
   }
 
   status(): PromotionStatus {

@@ -153,6 +153,8 @@ export async function canary(ctx: Ctx): Promise<void> {
         percent,
         stickyKey: s.plan.canary.assignment.stickyKey,
         lease: s.lease?.holder,
+        // The router records the plan's slice keys with every request from the first shift on.
+        ...(s.plan.slices.length > 0 ? { sliceKeys: [...new Set(s.plan.slices.map((x) => x.key))] } : {}),
       });
       s.trafficPercent = percent;
       s.appliedStep = i;

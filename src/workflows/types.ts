@@ -172,6 +172,11 @@ export interface PromotionState {
   splits: Split[];
   /** A human resumed after a sample ratio mismatch: it no longer stops the promotion. */
   srmAccepted: boolean;
+  /**
+   * The values checked per slice name: a plan's listed values, and for a top-N slice the values
+   * chosen from the traffic so far (added as they appear, never replaced, at most N).
+   */
+  sliceValues: Record<string, string[]>;
   lastChecks: Assessment[];
   consecutiveErrors: Record<string, number>;
   decisions: Decision[];
@@ -183,6 +188,15 @@ export interface PromotionState {
   lease: LeaseHold | null;
   compensation: FailingCompensation | null;
   continuedAsNew: number;
+}
+
+/** A slice dimension as the measuring activities take it: the values to read, and top-N to fill up. */
+export interface SliceQuery {
+  name: string;
+  key: string;
+  values: string[];
+  /** Fill `values` up to this many from the traffic (most requests first); null: values are fixed. */
+  top: number | null;
 }
 
 /** A period with one traffic split: the candidate's percent from `fromMs` to `toMs` (null: now). */

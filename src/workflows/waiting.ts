@@ -3,8 +3,8 @@
  * plan's interval, and the end-of-bake conclusion (all Pass, or extend, or what the plan says).
  */
 import { condition } from '@temporalio/workflow';
-import { assessGuardrail, assessSampleRatio } from '../analysis/guardrail';
-import { assessLabels } from '../analysis/labels';
+import { assessSampleRatio } from '../analysis/guardrail';
+import { assessAllLabels, assessGuardrails, declaredSlices } from '../analysis/slices';
 import { nextAction, type Action, type PolicyInput } from '../analysis/policy';
 import type { Assessment } from '../analysis/types';
 import { parseDuration } from '../plan/duration';
@@ -13,6 +13,7 @@ import type { Ctx } from './context';
 import { maybeContinueAsNew } from './handover';
 import { measuring } from './options';
 import { StopSignal, stopNow } from './stop';
+import type { SliceQuery } from './types';
 
 export interface HoldOptions {
   /** Ends the wait after this much counted time, ms. */
@@ -93,10 +94,22 @@ async function assessRound(ctx: Ctx): Promise<{ srm: Assessment | null; assessme
   const toMs = nowMs();
   const assessments: Assessment[] = [];
   let srm: Assessment | null = null;
+  const sliceCount = declaredSlices(s.plan.slices);
   if (s.splits.length > 0) {
-    const live = await measuring.measureLive({ ...ctx.target(), splits: s.splits, toMs });
+    const live = await measuring.measureLive({
+      ...ctx.target(),
+      splits: s.splits,
+      toMs,
+      slices: sliceQueries(ctx),
+    });
     srm = assessSampleRatio(live, s.plan.analysis.srm.alpha);
-    for (const rule of s.plan.guardrails) assessments.push(assessGuardrail(rule, live));
+    assessments.push(...assessGuardrails(s.plan.guardrails, live, sliceCount));
+    // Top-N slices keep the values chosen so far (the activity only adds to them).
+    if (live.phase === 'Ok')
+      for (const slice of s.plan.slices)
+        s.sliceValues[slice.name] = (live.slices ?? [])
+          .filter((l) => l.name === slice.name)
+          .map((l) => l.value);
   }
   const labels = s.plan.watch?.labels;
   if (s.stage === 'watching' && labels && s.splits.length > 0) {
@@ -105,11 +118,23 @@ async function assessRound(ctx: Ctx): Promise<{ srm: Assessment | null; assessme
       fromMs: s.splits[0]!.fromMs,
       toMs,
       maturity: labels.maturity,
+      slices: sliceQueries(ctx).map((q) => ({ ...q, top: null })),
     });
-    assessments.push(assessLabels(labels, comparison));
+    assessments.push(...assessAllLabels(labels, comparison, sliceCount));
   }
   run.recordChecks(srm ? [srm, ...assessments] : assessments, nowMs());
   return { srm, assessments };
+}
+
+/** The plan's slices with the values known so far (listed, or chosen from the traffic). */
+function sliceQueries(ctx: Ctx): SliceQuery[] {
+  const s = ctx.run.s;
+  return s.plan.slices.map((slice) => ({
+    name: slice.name,
+    key: slice.key,
+    values: slice.values ?? s.sliceValues[slice.name] ?? [],
+    top: slice.values ? null : (slice.top ?? null),
+  }));
 }
 
 /** Does what the policy says: roll back, pause, or (returned) extend or continue. */

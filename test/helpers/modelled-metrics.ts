@@ -11,7 +11,8 @@ import type { ScorePair } from '../../src/analysis/shadow';
 import type { WindowCounts } from '../../src/analysis/types';
 import type { InProcessPlane } from '../../src/providers/inprocess/plane';
 import { gaussian, seededRandom } from '../../src/providers/inprocess/random';
-import type { MetricsSource, WindowQuery } from '../../src/providers/types';
+import { COUNTRIES, COUNTRY_KEYS } from '../../src/providers/inprocess/traffic';
+import type { MetricsSource, SliceValue, WindowQuery } from '../../src/providers/types';
 import { LATENCY_BOUNDS_MS, latencyBucket } from '../../src/serving/gateway/prediction-log/types';
 
 export class ModelledMetrics implements MetricsSource {
@@ -30,7 +31,36 @@ export class ModelledMetrics implements MetricsSource {
       share = (this.plane.routeNow(q.model)?.weights[q.version] ?? 0) / 100;
       this.shares.set(key, share);
     }
-    return Math.floor(((q.toMs - q.fromMs) / 1000) * this.ratePerSec * share);
+    const all = ((q.toMs - q.fromMs) / 1000) * this.ratePerSec * share;
+    return Math.floor(q.slice ? all * countryShare(q.slice.key, q.slice.value) : all);
+  }
+
+  /** The behaviour of a version, for the requests of the query's slice. */
+  private behaviour(q: WindowQuery) {
+    const b = this.plane.versionRecord(q.model, q.version).behaviour;
+    const local = q.slice ? b.byCountry?.[q.slice.value] : undefined;
+    return {
+      ...b,
+      errorRate: local?.errorRate ?? b.errorRate,
+      latencyMs: local?.latencyMs ?? b.latencyMs,
+    };
+  }
+
+  /** The countries by traffic share (the synthetic traffic's slice attribute). */
+  sliceValues(q: {
+    model: string;
+    key: string;
+    fromMs: number;
+    toMs: number;
+    limit: number;
+  }): Promise<SliceValue[]> {
+    if (!COUNTRY_KEYS.includes(q.key)) return Promise.resolve([]);
+    const all = ((q.toMs - q.fromMs) / 1000) * this.ratePerSec;
+    return Promise.resolve(
+      COUNTRIES.map(([value, share]) => ({ value, requests: Math.floor(all * share) }))
+        .filter((v) => v.requests > 0)
+        .slice(0, q.limit),
+    );
   }
 
   counts(q: WindowQuery): Promise<WindowCounts> {
@@ -38,8 +68,10 @@ export class ModelledMetrics implements MetricsSource {
     const counts = new Array<number>(LATENCY_BOUNDS_MS.length + 1).fill(0);
     const latency = { boundsMs: LATENCY_BOUNDS_MS, counts, maxMs: null as number | null };
     if (n === 0) return Promise.resolve({ requests: 0, errors: 0, units: 0, latency });
-    const b = this.plane.versionRecord(q.model, q.version).behaviour;
-    const rand = seededRandom(`${q.model}/${q.version}/${q.fromMs}/${q.toMs}`);
+    const b = this.behaviour(q);
+    const rand = seededRandom(
+      `${q.model}/${q.version}/${q.fromMs}/${q.toMs}${q.slice ? `/${q.slice.value}` : ''}`,
+    );
     // Normal approximation of Binomial(n, errorRate).
     const errors = Math.min(
       n,
@@ -75,8 +107,10 @@ export class ModelledMetrics implements MetricsSource {
   labelled(q: WindowQuery): Promise<LabelledPrediction[]> {
     const n = Math.min(this.requests(q), 5000);
     if (n === 0) return Promise.resolve([]);
-    const b = this.plane.versionRecord(q.model, q.version).behaviour;
-    const rand = seededRandom(`labels/${q.model}/${q.version}/${q.toMs}`);
+    const b = this.behaviour(q);
+    const rand = seededRandom(
+      `labels/${q.model}/${q.version}/${q.toMs}${q.slice ? `/${q.slice.value}` : ''}`,
+    );
     const rows: LabelledPrediction[] = [];
     for (let i = 0; i < n; i++) {
       const latent = gaussian(rand);
@@ -87,4 +121,10 @@ export class ModelledMetrics implements MetricsSource {
     }
     return Promise.resolve(rows);
   }
+}
+
+/** The share of the traffic in a country slice (0 for keys the synthetic traffic does not carry). */
+function countryShare(key: string, value: string): number {
+  if (!COUNTRY_KEYS.includes(key)) return 0;
+  return COUNTRIES.find(([c]) => c === value)?.[1] ?? 0;
 }

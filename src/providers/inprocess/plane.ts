@@ -46,6 +46,11 @@ export interface Behaviour {
   signal: number;
   /** Added to the score logit (moves the score distribution). */
   scoreShift: number;
+  /**
+   * Different behaviour for the requests of one country (the synthetic traffic's slice attribute,
+   * see traffic.ts): e.g. `{DE: {errorRate: 0.2}}` fails a fifth of German requests only.
+   */
+  byCountry?: Record<string, { errorRate?: number; latencyMs?: number }>;
 }
 
 export interface VersionRecord extends ModelVersion {
@@ -289,6 +294,7 @@ export class InProcessPlane implements Registry, Serving, TrafficRouter, PolicyS
     weights: Record<string, number>,
     stickyKey: string,
     lease?: string,
+    sliceKeys?: string[],
   ): Promise<Route> {
     this.outage('setWeights');
     const clean = Object.fromEntries(Object.entries(weights).filter(([, w]) => w > 0));
@@ -304,7 +310,15 @@ export class InProcessPlane implements Registry, Serving, TrafficRouter, PolicyS
       model,
       checkRoute(this.state.leases[model], { weights: clean, shadow }, lease, Date.now()),
     );
-    const route = (this.state.routes[model] ??= { model, weights: {}, shadow: null, stickyKey });
+    const route = (this.state.routes[model] ??= {
+      model,
+      weights: {},
+      shadow: null,
+      stickyKey,
+      sliceKeys: [],
+    });
+    // Routes saved by an older build have no slice keys.
+    route.sliceKeys = sliceKeys ?? route.sliceKeys ?? [];
     if (JSON.stringify(route.weights) !== JSON.stringify(clean) || route.stickyKey !== stickyKey) {
       route.weights = clean;
       route.stickyKey = stickyKey;
@@ -382,7 +396,7 @@ export class InProcessPlane implements Registry, Serving, TrafficRouter, PolicyS
   /** Seeds a route directly (the champion serving 100% before any promotion). */
   initRoute(model: string, version: string, stickyKey = 'header:x-entity-id'): void {
     this.deploySync(model, version);
-    this.state.routes[model] = { model, weights: { [version]: 100 }, shadow: null, stickyKey };
+    this.state.routes[model] = { model, weights: { [version]: 100 }, shadow: null, stickyKey, sliceKeys: [] };
     this.save();
   }
 

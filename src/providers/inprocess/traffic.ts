@@ -8,7 +8,7 @@ import type { LabelledPrediction } from '../../analysis/labels';
 import type { ScorePair } from '../../analysis/shadow';
 import type { WindowCounts } from '../../analysis/types';
 import { LATENCY_BOUNDS_MS, latencyBucket } from '../../serving/gateway/prediction-log/types';
-import { MAX_LABELLED_ROWS, type MetricsSource, type WindowQuery } from '../types';
+import { MAX_LABELLED_ROWS, type MetricsSource, type SliceValue, type WindowQuery } from '../types';
 import type { InProcessPlane } from './plane';
 import { pickVersion } from '../../serving/gateway/routing';
 import { gaussian, seededRandom } from './random';
@@ -30,7 +30,39 @@ interface Labelled {
   version: string;
   score: number;
   label: number;
+  slices?: Record<string, string> | null;
 }
+
+/** Countries of the synthetic traffic and their shares: each entity belongs to one. */
+export const COUNTRIES: readonly [string, number][] = [
+  ['US', 0.4],
+  ['DE', 0.25],
+  ['FR', 0.15],
+  ['GB', 0.12],
+  ['JP', 0.08],
+];
+
+/** The keys under which a synthetic request carries its country (a body field and a header). */
+export const COUNTRY_KEYS: readonly string[] = ['field:country', 'header:x-country'];
+
+/** The country of an entity: fixed, drawn once by the COUNTRIES shares. */
+export function countryOf(entity: string): string {
+  let u = seededRandom(`country:${entity}`)();
+  for (const [country, share] of COUNTRIES) {
+    if (u < share) return country;
+    u -= share;
+  }
+  return COUNTRIES[COUNTRIES.length - 1]![0];
+}
+
+/** A synthetic request's values of the route's slice keys (only the country keys have one). */
+function slicesOf(keys: readonly string[] | undefined, country: string): Record<string, string> | null {
+  const found = (keys ?? []).filter((k) => COUNTRY_KEYS.includes(k));
+  return found.length === 0 ? null : Object.fromEntries(found.map((k) => [k, country]));
+}
+
+const sliceListKey = (model: string, version: string, key: string, value: string) =>
+  `${model}/${version}\u0000${key}\u0000${value}`;
 
 /** Ticks kept per version (100 ms ticks: three hours). */
 const MAX_BUCKETS = 3 * 36_000;
@@ -56,8 +88,20 @@ export class InProcessMetrics implements MetricsSource {
   }[] = [];
   private readonly labelledRows: Labelled[] = [];
 
-  observe(model: string, version: string, atMs: number, latencyMs: number, failed: boolean): void {
-    const key = `${model}/${version}`;
+  observe(
+    model: string,
+    version: string,
+    atMs: number,
+    latencyMs: number,
+    failed: boolean,
+    slices: Record<string, string> | null = null,
+  ): void {
+    this.count(`${model}/${version}`, atMs, latencyMs, failed);
+    for (const [key, value] of Object.entries(slices ?? {}))
+      this.count(sliceListKey(model, version, key, value), atMs, latencyMs, failed);
+  }
+
+  private count(key: string, atMs: number, latencyMs: number, failed: boolean): void {
     const list = this.buckets.get(key) ?? [];
     if (!this.buckets.has(key)) this.buckets.set(key, list);
     let bucket = list[list.length - 1];
@@ -92,7 +136,10 @@ export class InProcessMetrics implements MetricsSource {
     let requests = 0;
     let errors = 0;
     let maxMs: number | null = null;
-    for (const b of this.buckets.get(`${q.model}/${q.version}`) ?? []) {
+    const list = q.slice
+      ? this.buckets.get(sliceListKey(q.model, q.version, q.slice.key, q.slice.value))
+      : this.buckets.get(`${q.model}/${q.version}`);
+    for (const b of list ?? []) {
       if (b.atMs < q.fromMs || b.atMs > q.toMs) continue;
       requests += b.requests;
       errors += b.errors;
@@ -135,9 +182,33 @@ export class InProcessMetrics implements MetricsSource {
       if (rows.length >= MAX_LABELLED_ROWS) break;
       if (r.model !== q.model || r.version !== q.version) continue;
       if (r.atMs < q.fromMs || r.atMs > q.toMs || r.labelAtMs > q.toMs) continue;
+      if (q.slice && r.slices?.[q.slice.key] !== q.slice.value) continue;
       rows.push({ score: r.score, label: r.label, atMs: r.atMs, labelAtMs: r.labelAtMs });
     }
     return Promise.resolve(rows);
+  }
+
+  sliceValues(q: {
+    model: string;
+    key: string;
+    fromMs: number;
+    toMs: number;
+    limit: number;
+  }): Promise<SliceValue[]> {
+    const requests = new Map<string, number>();
+    for (const [listKey, list] of this.buckets) {
+      const [versionKey, key, value] = listKey.split('\u0000');
+      if (key !== q.key || value === undefined || !versionKey!.startsWith(`${q.model}/`)) continue;
+      let n = 0;
+      for (const b of list) if (b.atMs >= q.fromMs && b.atMs <= q.toMs) n += b.requests;
+      if (n > 0) requests.set(value, (requests.get(value) ?? 0) + n);
+    }
+    return Promise.resolve(
+      [...requests]
+        .map(([value, n]) => ({ value, requests: n }))
+        .sort((a, b) => b.requests - a.requests || (a.value < b.value ? -1 : 1))
+        .slice(0, q.limit),
+    );
   }
 }
 
@@ -198,7 +269,8 @@ export class TrafficDriver {
     // The gateway's own sticky assignment, so the simulation routes exactly as the real plane does.
     const served = pickVersion(route.weights, `${model}:${entity}`);
     if (!served) return;
-    const primary = this.answer(model, served, entity, now);
+    const slices = slicesOf(route.sliceKeys, countryOf(entity));
+    const primary = this.answer(model, served, entity, now, slices);
     if (primary.score !== null) {
       this.metrics.observePrediction({
         atMs: now,
@@ -207,11 +279,12 @@ export class TrafficDriver {
         version: served,
         score: primary.score,
         label: trueLabel(entity),
+        slices,
       });
     }
     const shadow = route.shadow;
     if (shadow && shadow.version !== served && this.rand() < shadow.sampleRate) {
-      const mirrored = this.answer(model, shadow.version, entity, now);
+      const mirrored = this.answer(model, shadow.version, entity, now, slices);
       if (primary.score !== null && mirrored.score !== null) {
         this.metrics.observePair(now, model, served, shadow.version, {
           champion: primary.score,
@@ -221,15 +294,22 @@ export class TrafficDriver {
     }
   }
 
-  private answer(model: string, version: string, entity: string, now: number): { score: number | null } {
+  private answer(
+    model: string,
+    version: string,
+    entity: string,
+    now: number,
+    slices: Record<string, string> | null,
+  ): { score: number | null } {
     if (!this.plane.isDeployed(model, version)) {
-      this.metrics.observe(model, version, now, 0, true);
+      this.metrics.observe(model, version, now, 0, true, slices);
       return { score: null };
     }
     const b = this.plane.versionRecord(model, version).behaviour;
-    const latency = b.latencyMs + this.rand() * b.latencyJitterMs;
-    const failed = this.rand() < b.errorRate;
-    this.metrics.observe(model, version, now, latency, failed);
+    const local = b.byCountry?.[countryOf(entity)];
+    const latency = (local?.latencyMs ?? b.latencyMs) + this.rand() * b.latencyJitterMs;
+    const failed = this.rand() < (local?.errorRate ?? b.errorRate);
+    this.metrics.observe(model, version, now, latency, failed, slices);
     if (failed) return { score: null };
     // Per-version noise on the entity's score: versions disagree a little even when equally good.
     const noise = 0.5 * gaussian(seededRandom(`${version}:${entity}`));

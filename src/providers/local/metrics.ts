@@ -2,11 +2,12 @@
 import type { LabelledPrediction } from '../../analysis/labels';
 import type { ScorePair } from '../../analysis/shadow';
 import type { WindowCounts } from '../../analysis/types';
-import { MAX_LABELLED_ROWS, type MetricsSource, type WindowQuery } from '../types';
+import { MAX_LABELLED_ROWS, type MetricsSource, type SliceValue, type WindowQuery } from '../types';
 import type { GatewayClient } from './gateway-client';
 
 const enc = encodeURIComponent;
 const span = (q: { fromMs: number; toMs: number }) => `from=${Math.floor(q.fromMs)}&to=${Math.ceil(q.toMs)}`;
+const slice = (q: WindowQuery) => (q.slice ? `&slice=${enc(q.slice.key)}&value=${enc(q.slice.value)}` : '');
 
 export class GatewayMetrics implements MetricsSource {
   constructor(private readonly gateway: GatewayClient) {}
@@ -15,7 +16,7 @@ export class GatewayMetrics implements MetricsSource {
   counts(q: WindowQuery): Promise<WindowCounts> {
     return this.gateway.admin<WindowCounts>(
       'GET',
-      `measure/${enc(q.model)}/${enc(q.version)}?metric=error_rate&${span(q)}`,
+      `measure/${enc(q.model)}/${enc(q.version)}?metric=error_rate&${span(q)}${slice(q)}`,
     );
   }
 
@@ -35,7 +36,20 @@ export class GatewayMetrics implements MetricsSource {
   labelled(q: WindowQuery): Promise<LabelledPrediction[]> {
     return this.gateway.admin<LabelledPrediction[]>(
       'GET',
-      `labelled/${enc(q.model)}/${enc(q.version)}?${span(q)}&limit=${MAX_LABELLED_ROWS}`,
+      `labelled/${enc(q.model)}/${enc(q.version)}?${span(q)}&limit=${MAX_LABELLED_ROWS}${slice(q)}`,
+    );
+  }
+
+  sliceValues(q: {
+    model: string;
+    key: string;
+    fromMs: number;
+    toMs: number;
+    limit: number;
+  }): Promise<SliceValue[]> {
+    return this.gateway.admin<SliceValue[]>(
+      'GET',
+      `slices/${enc(q.model)}?key=${enc(q.key)}&${span(q)}&limit=${q.limit}`,
     );
   }
 }

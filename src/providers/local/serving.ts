@@ -113,6 +113,7 @@ export class LocalServing implements Serving, TrafficRouter, PolicyStore {
     weights: Record<string, number>,
     stickyKey: string,
     lease?: string,
+    sliceKeys?: string[],
   ): Promise<Route> {
     const current = await this.getRoute(model);
     const clean = Object.fromEntries(Object.entries(weights).filter(([, w]) => w > 0));
@@ -120,6 +121,7 @@ export class LocalServing implements Serving, TrafficRouter, PolicyStore {
       weights: clean,
       shadow: current?.shadow ?? null,
       stickyKey,
+      ...(sliceKeys ? { sliceKeys } : {}),
       ...(lease ? { lease } : {}),
     });
     return { model, ...route };

@@ -20,14 +20,22 @@ import {
   tokenMatches,
 } from './http';
 import type { Leases } from './leases';
-import { MAX_READ_ROWS, PredictionLogUnavailable, measureCounts, type PredictionLog } from './prediction-log';
+import {
+  MAX_READ_ROWS,
+  MAX_SLICE_VALUES,
+  PredictionLogUnavailable,
+  measureCounts,
+  type PredictionLog,
+  type SliceFilter,
+} from './prediction-log';
+import { REQUEST_KEY } from '../../plan/schema';
 import { checkWeights } from './routing';
-import { DEFAULT_STICKY_KEY, type GatewayRoute, type StateStore } from './state';
+import { DEFAULT_STICKY_KEY, MAX_SLICE_KEYS, type GatewayRoute, type StateStore } from './state';
+import { MAX_SLICE_VALUE } from './traffic-input';
 import type { Upstream } from './upstream';
 
 /** Admin bodies are small documents. */
 const MAX_ADMIN_BODY = 64 * 1024;
-const STICKY_KEY = /^(header|field):[A-Za-z0-9._-]{1,100}$/;
 const MAX_HOLDER = 200;
 
 export interface AdminDeps {
@@ -44,6 +52,7 @@ const ENDPOINTS: Record<string, { methods: string[]; names: number[] }> = {
   state: { methods: ['GET'], names: [0] },
   measure: { methods: ['GET'], names: [2] },
   labelled: { methods: ['GET'], names: [2] },
+  slices: { methods: ['GET'], names: [1] },
   pairs: { methods: ['GET'], names: [1] },
   features: { methods: ['GET'], names: [1] },
   routes: { methods: ['GET', 'PUT'], names: [1] },
@@ -93,6 +102,7 @@ export class AdminApi {
       case 'measure':
       case 'pairs':
       case 'labelled':
+      case 'slices':
         return this.read(resource, model, version, query);
       case 'features':
         return [...(store.get(model)?.features ?? [])].map(([name, type]) => ({ name, type }));
@@ -164,16 +174,28 @@ export class AdminApi {
     const limit = limitParam(q);
     const { log } = this.d;
     try {
+      if (resource === 'slices') {
+        const key = requestKeyParam(q.get('key'), 'key');
+        const top = limit === undefined ? 10 : Math.min(limit, MAX_SLICE_VALUES);
+        return await log.sliceValues(model, key, fromMs, toMs, top);
+      }
+      const slice = sliceParam(q);
       if (resource === 'pairs') {
         const champion = checkName(q.get('champion') ?? '', 'version');
         const candidate = checkName(q.get('candidate') ?? '', 'version');
         return new RawJson(await log.pairsJson(model, champion, candidate, fromMs, toMs, limit));
       }
       if (resource === 'labelled')
-        return new RawJson(await log.labelledJson(model, version, fromMs, toMs, limit));
+        return new RawJson(await log.labelledJson(model, version, fromMs, toMs, limit, slice));
       const metric = q.get('metric') ?? 'error_rate';
       if (metric.length > 100) throw new InvalidInputError('metric: at most 100 characters');
-      return measureCounts(await log.counts(model, version, fromMs, toMs), metric, version, fromMs, toMs);
+      return measureCounts(
+        await log.counts(model, version, fromMs, toMs, 'primary', slice),
+        metric,
+        version,
+        fromMs,
+        toMs,
+      );
     } catch (err) {
       if (err instanceof PredictionLogUnavailable) throw new HttpError(503, err.message);
       throw err;
@@ -191,8 +213,9 @@ export class AdminApi {
     const shadow = readShadow(field(input, 'shadow'));
     const stickyIn = field(input, 'stickyKey');
     const stickyKey = stickyIn ?? store.get(model)?.route?.stickyKey ?? DEFAULT_STICKY_KEY;
-    if (typeof stickyKey !== 'string' || !STICKY_KEY.test(stickyKey))
+    if (typeof stickyKey !== 'string' || !REQUEST_KEY.test(stickyKey))
       throw new InvalidInputError('stickyKey must be header:<name> or field:<name> (letters, digits, . _ -)');
+    const sliceKeys = readSliceKeys(field(input, 'sliceKeys')) ?? store.get(model)?.route?.sliceKeys ?? [];
     const claimIn = field(input, 'lease');
     if (claimIn !== undefined && (typeof claimIn !== 'string' || claimIn.length > MAX_HOLDER))
       throw new InvalidInputError(
@@ -209,7 +232,7 @@ export class AdminApi {
     }
     const lease = leases.check(model, shape, claim);
     const m = store.ensure(model);
-    const route: GatewayRoute = { weights, shadow, stickyKey };
+    const route: GatewayRoute = { weights, shadow, stickyKey, sliceKeys };
     m.route = route;
     m.lease = lease ?? null;
     store.save();
@@ -233,6 +256,35 @@ function readShadow(input: unknown): GatewayRoute['shadow'] {
   checkName(version, 'version');
   if (!(rate > 0 && rate <= 1)) throw new InvalidInputError('shadow.sampleRate must be in (0, 1]');
   return { version, sampleRate: rate };
+}
+
+/** A route's sliceKeys: absent keeps the current ones; otherwise distinct request keys, at most MAX_SLICE_KEYS. */
+function readSliceKeys(input: unknown): string[] | undefined {
+  if (input === undefined) return undefined;
+  if (!Array.isArray(input) || input.length > MAX_SLICE_KEYS)
+    throw new InvalidInputError(`sliceKeys must be a list of at most ${MAX_SLICE_KEYS} keys`);
+  const keys = input.map((k, i) => requestKeyParam(k, `sliceKeys[${i}]`));
+  if (new Set(keys).size !== keys.length) throw new InvalidInputError('sliceKeys: a key is listed twice');
+  return keys;
+}
+
+function requestKeyParam(input: unknown, what: string): string {
+  if (typeof input !== 'string' || !REQUEST_KEY.test(input))
+    throw new InvalidInputError(
+      `${what} must be header:<name> or field:<name> (letters, digits, . _ -; at most 100)`,
+    );
+  return input;
+}
+
+/** `?slice=<key>&value=<value>`: the requests of one slice (both or neither). */
+function sliceParam(q: URLSearchParams): SliceFilter | undefined {
+  const key = q.get('slice');
+  const value = q.get('value');
+  if (key === null && value === null) return undefined;
+  if (key === null || value === null) throw new InvalidInputError('slice and value go together');
+  if (value === '' || value.length > MAX_SLICE_VALUE)
+    throw new InvalidInputError(`value: 1..${MAX_SLICE_VALUE} characters`);
+  return { key: requestKeyParam(key, 'slice'), value };
 }
 
 function checkUrl(input: unknown): string {

@@ -57,6 +57,7 @@ export class Leases {
       weights: nullRecord(Object.entries(fallbackWeights(after))),
       shadow: null,
       stickyKey: m.route?.stickyKey ?? DEFAULT_STICKY_KEY,
+      sliceKeys: m.route?.sliceKeys ?? [],
     };
     this.instruments.leaseExpired.inc({ model });
     this.logger.warn(

@@ -32,7 +32,7 @@ import { Mirror } from './mirror';
 import { PredictionLogUnavailable, type Prediction, type PredictionLog } from './prediction-log';
 import { pickVersion } from './routing';
 import { StateStore, type GatewayState, type ModelState, type Thresholds } from './state';
-import { stickyKeyOf, noteFeatures } from './traffic-input';
+import { noteFeatures, sliceValuesOf, stickyKeyOf } from './traffic-input';
 import { Upstream, type UpstreamAnswer } from './upstream';
 
 export type { Fault, GatewayRoute, GatewayState, Thresholds } from './state';
@@ -269,7 +269,8 @@ export class Gateway {
     }
     const latencyMs = performance.now() - started;
     sendJson(res, answer.status, answer.body, { 'x-promote-version': version, 'x-request-id': requestId });
-    const ids = { requestId, clientRequestId, entityKey, model };
+    const slices = route.sliceKeys.length > 0 ? sliceValuesOf(route.sliceKeys, req.headers, parsed) : null;
+    const ids = { requestId, clientRequestId, entityKey, model, slices };
     this.observe({ ...ids, version, role: 'primary', latencyMs }, answer);
     if (answer.status >= 200 && answer.status < 300 && noteFeatures(m.features, parsed))
       this.store.saveSoon((err) => this.opts.logger.error({ err }, 'could not save the gateway state'));
@@ -339,7 +340,7 @@ export class Gateway {
   private observe(
     p: Pick<
       Prediction,
-      'requestId' | 'clientRequestId' | 'entityKey' | 'model' | 'version' | 'role' | 'latencyMs'
+      'requestId' | 'clientRequestId' | 'entityKey' | 'model' | 'version' | 'role' | 'latencyMs' | 'slices'
     >,
     answer: UpstreamAnswer,
   ): void {

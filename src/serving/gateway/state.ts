@@ -15,6 +15,8 @@ export interface GatewayRoute {
   shadow: { version: string; sampleRate: number } | null;
   /** `header:<name>` or `field:<name>`. */
   stickyKey: string;
+  /** Keys (same syntax) whose values are recorded with every prediction, for per-slice checks. */
+  sliceKeys: string[];
 }
 
 export interface Fault {
@@ -48,6 +50,8 @@ export class ModelState {
 }
 
 export const DEFAULT_STICKY_KEY = 'header:x-entity-id';
+/** Slice keys a route records at most. */
+export const MAX_SLICE_KEYS = 4;
 
 /** A null-prototype record from entries: safe to index with any key. */
 export function nullRecord<T>(entries: Iterable<[string, T]>): Record<string, T> {
@@ -171,5 +175,13 @@ function readRoute(v: unknown): GatewayRoute | null {
     isObject(v.shadow) && typeof v.shadow.version === 'string'
       ? { version: v.shadow.version, sampleRate: Number(v.shadow.sampleRate) }
       : null;
-  return { weights, shadow, stickyKey: typeof v.stickyKey === 'string' ? v.stickyKey : DEFAULT_STICKY_KEY };
+  const sliceKeys = Array.isArray(v.sliceKeys)
+    ? v.sliceKeys.filter((k): k is string => typeof k === 'string').slice(0, MAX_SLICE_KEYS)
+    : [];
+  return {
+    weights,
+    shadow,
+    stickyKey: typeof v.stickyKey === 'string' ? v.stickyKey : DEFAULT_STICKY_KEY,
+    sliceKeys,
+  };
 }

@@ -56,6 +56,28 @@ export function stickyKeyOf(
   return key === null ? null : key.slice(0, maxLength);
 }
 
+/** The longest slice value recorded (longer values are cut). */
+export const MAX_SLICE_VALUE = 100;
+
+/**
+ * The request's values of the route's slice keys, as a null-prototype record (null when it has
+ * none): what the prediction log records for per-slice checks. Values are cut at MAX_SLICE_VALUE.
+ */
+export function sliceValuesOf(
+  keys: readonly string[],
+  headers: IncomingHttpHeaders,
+  body: unknown,
+): Record<string, string> | null {
+  let out: Record<string, string> | null = null;
+  for (const key of keys) {
+    const value = stickyKeyOf(key, headers, body, MAX_SLICE_VALUE);
+    if (value === null) continue;
+    out ??= Object.create(null) as Record<string, string>;
+    out[key] = value;
+  }
+  return out;
+}
+
 const typeOf = (value: unknown) =>
   typeof value === 'number'
     ? Number.isInteger(value)

@@ -29,6 +29,8 @@ import {
   type PredictionLogOptions,
   type PredictionLogStats,
   type ScorePairRow,
+  type SliceFilter,
+  type SliceValue,
   type WindowCounts,
 } from './types';
 
@@ -207,12 +209,27 @@ export class PostgresPredictionLog implements PredictionLog {
     fromMs: number,
     toMs: number,
     role: 'primary' | 'shadow' = 'primary',
+    slice?: SliceFilter,
   ): Promise<WindowCounts> {
     await this.flush();
-    const params = { model, version, role, from_ms: fromMs, to_ms: toMs };
-    const { rows } = await this.run(SQL.counts, params);
-    const units = await this.run(SQL.units, params);
+    const params = { model, version, role, from_ms: fromMs, to_ms: toMs, ...sliceParams(slice) };
+    const { rows } = await this.run(slice ? SQL.sliceCounts : SQL.counts, params);
+    const units = await this.run(slice ? SQL.sliceUnits : SQL.units, params);
     return foldCounts(rows as never[], units.rows[0] as never);
+  }
+
+  async sliceValues(
+    model: string,
+    key: string,
+    fromMs: number,
+    toMs: number,
+    limit: number,
+  ): Promise<SliceValue[]> {
+    await this.flush();
+    const params = { model, slice_key: key, from_ms: fromMs, to_ms: toMs, limit };
+    return ((await this.run(SQL.sliceValues, params)).rows as { value: unknown; requests: unknown }[]).map(
+      (r) => ({ value: String(r.value), requests: Number(r.requests) }),
+    );
   }
 
   async window(
@@ -247,15 +264,25 @@ export class PostgresPredictionLog implements PredictionLog {
     fromMs: number,
     toMs: number,
     limit?: number,
+    slice?: SliceFilter,
   ): Promise<LabelledRow[]> {
     await this.flush();
-    const params = { model, version, from_ms: fromMs, to_ms: toMs, limit: readLimit(limit) };
+    const params = {
+      model,
+      version,
+      from_ms: fromMs,
+      to_ms: toMs,
+      limit: readLimit(limit),
+      ...sliceParams(slice),
+    };
     // PostgreSQL gives bigints as strings.
-    return ((await this.run(SQL.labelled, params)).rows as LabelledRow[]).map((r) => ({
-      ...r,
-      atMs: Number(r.atMs),
-      labelAtMs: Number(r.labelAtMs),
-    }));
+    return ((await this.run(slice ? SQL.sliceLabelled : SQL.labelled, params)).rows as LabelledRow[]).map(
+      (r) => ({
+        ...r,
+        atMs: Number(r.atMs),
+        labelAtMs: Number(r.labelAtMs),
+      }),
+    );
   }
 
   async pairsJson(
@@ -277,10 +304,18 @@ export class PostgresPredictionLog implements PredictionLog {
     fromMs: number,
     toMs: number,
     limit?: number,
+    slice?: SliceFilter,
   ): Promise<Buffer> {
     await this.flush();
-    const params = { model, version, from_ms: fromMs, to_ms: toMs, limit: readLimit(limit) };
-    return this.json(SQL.labelled, params);
+    const params = {
+      model,
+      version,
+      from_ms: fromMs,
+      to_ms: toMs,
+      limit: readLimit(limit),
+      ...sliceParams(slice),
+    };
+    return this.json(slice ? SQL.sliceLabelled : SQL.labelled, params);
   }
 
   private async json(sql: string, params: Record<string, unknown>): Promise<Buffer> {
@@ -314,3 +349,6 @@ export class PostgresPredictionLog implements PredictionLog {
     }
   }
 }
+
+const sliceParams = (slice: SliceFilter | undefined) =>
+  slice ? { slice_key: slice.key, slice_value: slice.value } : {};

@@ -20,6 +20,7 @@ export const COLUMNS = [
   'latency_bin',
   'status',
   'at_ms',
+  'slices',
 ] as const;
 
 const TYPES: Record<Dialect, { real: string; bigint: string }> = {
@@ -47,6 +48,8 @@ export function schema(d: Dialect): { create: string[]; addColumns: [string, str
       ['latency_bucket', 'integer'],
       // latency_bucket indexed the first, coarse buckets (no longer written); latency_bin, LATENCY_BOUNDS_MS.
       ['latency_bin', 'integer'],
+      // The request's slice values as a JSON object {key: value} (null when the route records none).
+      ['slices', 'text'],
     ],
     after: [
       `update predictions set latency_bin = ${binCase} where latency_bin is null`,
@@ -65,19 +68,41 @@ export function schema(d: Dialect): { create: string[]; addColumns: [string, str
   };
 }
 
+/**
+ * A row's value for the slice key `:slice_key` (SQLite's JSON path; the key is `header:x` or
+ * `field:x`, letters, digits and . _ - only, so it cannot end the quoted path). `forPostgres`
+ * turns it into PostgreSQL's JSON operator.
+ */
+const SLICE = `json_extract(slices, '$."' || :slice_key || '"')`;
+const SLICE_PG = `(cast(slices as json) ->> cast(:slice_key as text))`;
+const IN_SLICE = `and ${SLICE} = :slice_value`;
+
+const COUNTS = `select latency_bin as bucket, count(*) as n,
+      sum(case when status >= 400 then 1 else 0 end) as errors, max(latency_ms) as max_ms
+    from predictions
+    where model = :model and version = :version and role = :role and at_ms >= :from_ms and at_ms <= :to_ms`;
+const UNITS = `select count(distinct entity_key) as entities, sum(case when entity_key is null then 1 else 0 end) as keyless
+    from predictions
+    where model = :model and version = :version and role = :role and at_ms >= :from_ms and at_ms <= :to_ms`;
+const LABELLED = `select version, score, label, at_ms as "atMs", label_at_ms as "labelAtMs" from predictions
+    where model = :model and version = :version and role = 'primary' and label is not null
+      and score is not null and at_ms >= :from_ms and at_ms <= :to_ms and label_at_ms <= :to_ms`;
+
 export const SQL = {
   insert: `insert into predictions (${COLUMNS.join(', ')}) values (${COLUMNS.map((c) => `:${c}`).join(', ')}) on conflict do nothing`,
 
-  counts: `select latency_bin as bucket, count(*) as n,
-      sum(case when status >= 400 then 1 else 0 end) as errors, max(latency_ms) as max_ms
-    from predictions
-    where model = :model and version = :version and role = :role and at_ms >= :from_ms and at_ms <= :to_ms
-    group by latency_bin`,
+  counts: `${COUNTS} group by latency_bin`,
+  /** The counts of the requests of one slice value (reads the rows: the covering index has no slices). */
+  sliceCounts: `${COUNTS} ${IN_SLICE} group by latency_bin`,
 
   /** Assignment units of a window: distinct entity keys, and requests that carried none. */
-  units: `select count(distinct entity_key) as entities, sum(case when entity_key is null then 1 else 0 end) as keyless
-    from predictions
-    where model = :model and version = :version and role = :role and at_ms >= :from_ms and at_ms <= :to_ms`,
+  units: UNITS,
+  sliceUnits: `${UNITS} ${IN_SLICE}`,
+
+  /** The values of a slice key with the most primary requests in a window, most first. */
+  sliceValues: `select ${SLICE} as value, count(*) as requests from predictions
+    where model = :model and role = 'primary' and at_ms >= :from_ms and at_ms <= :to_ms and ${SLICE} is not null
+    group by 1 order by 2 desc, 1 limit :limit`,
 
   window: `select ${COLUMNS.join(', ')} from predictions
     where model = :model and version = :version and role = :role and at_ms >= :from_ms and at_ms <= :to_ms
@@ -89,10 +114,8 @@ export const SQL = {
       and p.at_ms >= :from_ms and p.at_ms <= :to_ms and p.score is not null and s.score is not null
     order by p.at_ms limit :limit`,
 
-  labelled: `select version, score, label, at_ms as "atMs", label_at_ms as "labelAtMs" from predictions
-    where model = :model and version = :version and role = 'primary' and label is not null
-      and score is not null and at_ms >= :from_ms and at_ms <= :to_ms and label_at_ms <= :to_ms
-    order by at_ms limit :limit`,
+  labelled: `${LABELLED} order by at_ms limit :limit`,
+  sliceLabelled: `${LABELLED} ${IN_SLICE} order by at_ms limit :limit`,
 
   requestExists: `select 1 as found from predictions where model = :model and request_id = :key limit 1`,
   entityExists: `select 1 as found from predictions where model = :model and entity_key = :key limit 1`,
@@ -118,11 +141,14 @@ export function asJsonArray(sql: string): string {
 /** A statement with `:name` parameters as PostgreSQL wants it: `$n` placeholders and their order. */
 export function forPostgres(sql: string): { text: string; names: string[] } {
   const names: string[] = [];
-  const text = sql.replace(/:([a-z_]+)/g, (_, name: string) => {
-    let i = names.indexOf(name);
-    if (i < 0) i = names.push(name) - 1;
-    return `$${i + 1}`;
-  });
+  const text = sql
+    .split(SLICE)
+    .join(SLICE_PG)
+    .replace(/:([a-z_]+)/g, (_, name: string) => {
+      let i = names.indexOf(name);
+      if (i < 0) i = names.push(name) - 1;
+      return `$${i + 1}`;
+    });
   return { text, names };
 }
 
@@ -152,7 +178,22 @@ export function toRow(p: Prediction): Row {
     latency_bin: latencyBucket(p.latencyMs),
     status: p.status,
     at_ms: p.atMs,
+    slices: p.slices ? JSON.stringify(p.slices) : null,
   };
+}
+
+/** A stored slices value read back: an object of strings, or null (anything else is ignored). */
+function slicesOf(v: unknown): Record<string, string> | null {
+  if (typeof v !== 'string') return null;
+  try {
+    const parsed: unknown = JSON.parse(v);
+    if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) return null;
+    const out = Object.create(null) as Record<string, string>;
+    for (const [k, value] of Object.entries(parsed)) if (typeof value === 'string') out[k] = value;
+    return out;
+  } catch {
+    return null;
+  }
 }
 
 /** A row read back (PostgreSQL gives bigints as strings). */
@@ -172,6 +213,7 @@ export function fromRow(r: Row): Prediction {
     latencyMs: Number(r.latency_ms),
     status: Number(r.status),
     atMs: Number(r.at_ms),
+    slices: slicesOf(r.slices),
   };
 }
 

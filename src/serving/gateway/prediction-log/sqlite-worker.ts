@@ -10,7 +10,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { InvalidInputError } from '../../../common/errors';
 import { SQL, fromRow, foldCounts, schema, toRow, type Row } from './queries';
-import type { LabelInput, Prediction } from './types';
+import type { LabelInput, Prediction, SliceFilter } from './types';
 
 const { file, role } = workerData as { file: string; role: 'writer' | 'reader' };
 
@@ -89,8 +89,25 @@ const pairs = (
   to_ms: number,
   limit: number,
 ) => stmt(SQL.pairs).all({ model, champion, candidate, from_ms, to_ms, limit });
-const labelled = (model: string, version: string, from_ms: number, to_ms: number, limit: number) =>
-  stmt(SQL.labelled).all({ model, version, from_ms, to_ms, limit });
+const labelled = (
+  model: string,
+  version: string,
+  from_ms: number,
+  to_ms: number,
+  limit: number,
+  slice: SliceFilter | null,
+) =>
+  slice
+    ? stmt(SQL.sliceLabelled).all({
+        model,
+        version,
+        from_ms,
+        to_ms,
+        limit,
+        slice_key: slice.key,
+        slice_value: slice.value,
+      })
+    : stmt(SQL.labelled).all({ model, version, from_ms, to_ms, limit });
 
 /** JSON as bytes in an ArrayBuffer of their own (transferable without a copy). */
 const jsonBytes = (value: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(value));
@@ -98,10 +115,31 @@ const ops: Record<string, Op> = {
   ping: () => true,
   insert: (rows: Prediction[]) => insertBatch(rows),
   labels: (model: string, batch: LabelInput[], nowMs: number) => ingest(model, batch, nowMs),
-  counts: (model: string, version: string, from_ms: number, to_ms: number, role: string) => {
+  counts: (
+    model: string,
+    version: string,
+    from_ms: number,
+    to_ms: number,
+    role: string,
+    slice: SliceFilter | null,
+  ) => {
+    if (slice) {
+      const params = { model, version, role, from_ms, to_ms, slice_key: slice.key, slice_value: slice.value };
+      return foldCounts(
+        stmt(SQL.sliceCounts).all(params) as never[],
+        stmt(SQL.sliceUnits).get(params) as never,
+      );
+    }
     const params = { model, version, role, from_ms, to_ms };
     return foldCounts(stmt(SQL.counts).all(params) as never[], stmt(SQL.units).get(params) as never);
   },
+  sliceValues: (model: string, slice_key: string, from_ms: number, to_ms: number, limit: number) =>
+    (
+      stmt(SQL.sliceValues).all({ model, slice_key, from_ms, to_ms, limit }) as {
+        value: unknown;
+        requests: unknown;
+      }[]
+    ).map((r) => ({ value: String(r.value), requests: Number(r.requests) })),
   window: (model: string, version: string, from_ms: number, to_ms: number, role: string, limit: number) =>
     (stmt(SQL.window).all({ model, version, role, from_ms, to_ms, limit }) as Row[]).map(fromRow),
   pairs,

@@ -15,6 +15,8 @@ import {
   type PredictionLogOptions,
   type PredictionLogStats,
   type ScorePairRow,
+  type SliceFilter,
+  type SliceValue,
   type WindowCounts,
 } from './types';
 import { WorkerClient } from './worker-client';
@@ -67,9 +69,21 @@ export class SqlitePredictionLog implements PredictionLog {
     fromMs: number,
     toMs: number,
     role: 'primary' | 'shadow' = 'primary',
+    slice?: SliceFilter,
   ): Promise<WindowCounts> {
     await this.beforeRead();
-    return this.reader.call('counts', model, version, fromMs, toMs, role);
+    return this.reader.call('counts', model, version, fromMs, toMs, role, slice ?? null);
+  }
+
+  async sliceValues(
+    model: string,
+    key: string,
+    fromMs: number,
+    toMs: number,
+    limit: number,
+  ): Promise<SliceValue[]> {
+    await this.beforeRead();
+    return this.reader.call('sliceValues', model, key, fromMs, toMs, limit);
   }
 
   async window(
@@ -102,9 +116,10 @@ export class SqlitePredictionLog implements PredictionLog {
     fromMs: number,
     toMs: number,
     limit?: number,
+    slice?: SliceFilter,
   ): Promise<LabelledRow[]> {
     await this.beforeRead();
-    return this.reader.call('labelled', model, version, fromMs, toMs, readLimit(limit));
+    return this.reader.call('labelled', model, version, fromMs, toMs, readLimit(limit), slice ?? null);
   }
 
   async pairsJson(
@@ -126,9 +141,10 @@ export class SqlitePredictionLog implements PredictionLog {
     fromMs: number,
     toMs: number,
     limit?: number,
+    slice?: SliceFilter,
   ): Promise<Buffer> {
     await this.beforeRead();
-    const args = [model, version, fromMs, toMs, readLimit(limit)];
+    const args = [model, version, fromMs, toMs, readLimit(limit), slice ?? null];
     return bytes(await this.reader.call<Uint8Array>('labelledJson', ...args));
   }
 

@@ -20,7 +20,24 @@ export interface Prediction {
   latencyMs: number;
   status: number;
   atMs: number;
+  /** The request's values of the route's slice keys ({'field:country': 'DE'}), or null. */
+  slices?: Record<string, string> | null;
 }
+
+/** The requests of one slice: those whose value for `key` is `value`. */
+export interface SliceFilter {
+  key: string;
+  value: string;
+}
+
+/** A slice key's value with its primary requests in a window. */
+export interface SliceValue {
+  value: string;
+  requests: number;
+}
+
+/** Slice values a read answers at most. */
+export const MAX_SLICE_VALUES = 100;
 
 export interface LabelInput {
   requestId?: string;
@@ -104,14 +121,17 @@ export interface PredictionLog {
   flush(): Promise<void>;
   /** Joins labels to predictions; refuses the whole batch (nothing written) if any item is bad. */
   ingestLabels(model: string, labels: unknown): Promise<{ labelled: number }>;
-  /** Request, error and latency-bucket counts of a window, aggregated by the database. */
+  /** Request, error and latency-bucket counts of a window (of one slice), aggregated by the database. */
   counts(
     model: string,
     version: string,
     fromMs: number,
     toMs: number,
     role?: 'primary' | 'shadow',
+    slice?: SliceFilter,
   ): Promise<WindowCounts>;
+  /** The values of a slice key with the most primary requests of the window, most first, at most `limit`. */
+  sliceValues(model: string, key: string, fromMs: number, toMs: number, limit: number): Promise<SliceValue[]>;
   /** Rows of a window, oldest first, at most `limit` (default and cap MAX_READ_ROWS). */
   window(
     model: string,
@@ -130,13 +150,14 @@ export interface PredictionLog {
     toMs: number,
     limit?: number,
   ): Promise<ScorePairRow[]>;
-  /** Labelled primary rows of a version, oldest first, at most `limit`. */
+  /** Labelled primary rows of a version (of one slice), oldest first, at most `limit`. */
   labelled(
     model: string,
     version: string,
     fromMs: number,
     toMs: number,
     limit?: number,
+    slice?: SliceFilter,
   ): Promise<LabelledRow[]>;
   /**
    * `pairs` as the bytes of a JSON array, made off the event loop (in the database or a worker
@@ -152,7 +173,14 @@ export interface PredictionLog {
     limit?: number,
   ): Promise<Buffer>;
   /** `labelled` as the bytes of a JSON array, made off the event loop. */
-  labelledJson(model: string, version: string, fromMs: number, toMs: number, limit?: number): Promise<Buffer>;
+  labelledJson(
+    model: string,
+    version: string,
+    fromMs: number,
+    toMs: number,
+    limit?: number,
+    slice?: SliceFilter,
+  ): Promise<Buffer>;
   /** Deletes rows older than the retention (in batches); resolves with the rows deleted. */
   prune(nowMs?: number): Promise<number>;
   stats(): PredictionLogStats;
