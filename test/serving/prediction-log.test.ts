@@ -134,6 +134,81 @@ describe.each(backends)('the %s prediction log', (_name, open) => {
     expect(json).toHaveLength(2);
   });
 
+  test('slices: counts, units, labelled rows and top values of one slice value, matched exactly', async () => {
+    const m = unique();
+    const at = (i: number) => 10_000 + i;
+    const sliced = (i: number, country: string, over: Partial<Prediction> = {}) =>
+      row({
+        model: m,
+        requestId: `s${i}`,
+        entityKey: `e${i}`,
+        atMs: at(i),
+        slices: { 'field:country': country, 'header:x-region': i % 2 ? 'eu' : 'us' },
+        ...over,
+      });
+    // A value that would change the query if it were pasted into SQL, and a row with no slices.
+    const sly = "US' or '1'='1";
+    log.record([
+      sliced(1, 'US'),
+      sliced(2, 'US', { status: 503, score: null }),
+      sliced(3, 'DE', { latencyMs: 80 }),
+      sliced(4, 'DE'),
+      sliced(5, 'DE'),
+      sliced(6, sly),
+      row({ model: m, requestId: 's7', entityKey: 'e7', atMs: at(7) }),
+    ]);
+    await log.flush();
+    const us = await log.counts(m, 'v1', 0, 20_000, 'primary', { key: 'field:country', value: 'US' });
+    expect([us.requests, us.errors, us.units]).toEqual([2, 1, 2]);
+    const de = await log.counts(m, 'v1', 0, 20_000, 'primary', { key: 'field:country', value: 'DE' });
+    expect([de.requests, de.errors, de.latency.counts[latencyBucket(80)]]).toEqual([3, 0, 1]);
+    expect(
+      (await log.counts(m, 'v1', 0, 20_000, 'primary', { key: 'field:country', value: sly })).requests,
+    ).toBe(1);
+    expect(
+      (await log.counts(m, 'v1', 0, 20_000, 'primary', { key: 'field:country', value: 'FR' })).requests,
+    ).toBe(0);
+    expect(
+      (await log.counts(m, 'v1', 0, 20_000, 'primary', { key: 'header:x-region', value: 'eu' })).requests,
+    ).toBe(3);
+    // A key the rows do not carry matches nothing; the overall counts include every row.
+    expect(
+      (await log.counts(m, 'v1', 0, 20_000, 'primary', { key: 'field:other', value: 'US' })).requests,
+    ).toBe(0);
+    expect((await log.counts(m, 'v1', 0, 20_000)).requests).toBe(7);
+    expect(await log.sliceValues(m, 'field:country', 0, 20_000, 10)).toEqual([
+      { value: 'DE', requests: 3 },
+      { value: 'US', requests: 2 },
+      { value: sly, requests: 1 },
+    ]);
+    expect(await log.sliceValues(m, 'field:country', 0, 20_000, 1)).toEqual([{ value: 'DE', requests: 3 }]);
+    expect(await log.sliceValues(m, 'field:none', 0, 20_000, 10)).toEqual([]);
+    await log.ingestLabels(m, [
+      { requestId: 's1', label: 1 },
+      { requestId: 's3', label: 0 },
+      { requestId: 's4', label: 1 },
+    ]);
+    const labelled = await log.labelled(m, 'v1', 0, Date.now() + 1000, undefined, {
+      key: 'field:country',
+      value: 'DE',
+    });
+    expect(labelled.map((r) => r.atMs)).toEqual([at(3), at(4)]);
+    const json = JSON.parse(
+      (
+        await log.labelledJson(m, 'v1', 0, Date.now() + 1000, undefined, {
+          key: 'field:country',
+          value: 'US',
+        })
+      ).toString(),
+    ) as { atMs: number }[];
+    expect(json.map((r) => Number(r.atMs))).toEqual([at(1)]);
+    // The values come back with the rows.
+    expect((await log.window(m, 'v1', 0, 20_000))[0]!.slices).toEqual({
+      'field:country': 'US',
+      'header:x-region': 'eu',
+    });
+  });
+
   test('retention: rows older than it are pruned in small batches; newer rows stay', async () => {
     const now = 10 * 86_400_000;
     const pruning = open({ retentionMs: 86_400_000, pruneBatch: 7, pruneEveryMs: 0 });
@@ -206,7 +281,7 @@ test('an SQLite log written before latency buckets and client ids is brought up 
     expect(counts.requests).toBe(1);
     expect(counts.latency.counts[latencyBucket(45)]).toBe(1);
     expect(await log.window('m', 'v1', 0, 5000)).toEqual([
-      expect.objectContaining({ requestId: 'old', clientRequestId: null }),
+      expect.objectContaining({ requestId: 'old', clientRequestId: null, slices: null }),
     ]);
   } finally {
     await log.close();

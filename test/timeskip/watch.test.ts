@@ -1,7 +1,8 @@
 /**
  * Days-long promotions on Temporal's time-skipping test server: a 7-day watch with hourly checks
  * finishes in seconds, continues-as-new on the way, and delayed labels that turn bad on day 3 still
- * roll the promotion back after 100%.
+ * roll the promotion back after 100%. Slices: a candidate bad in one country only is rolled back
+ * by that slice's check while the overall guardrail passes; a good one is not held by its slices.
  */
 import { randomUUID } from 'node:crypto';
 import pino from 'pino';
@@ -110,4 +111,49 @@ test('delayed labels that turn bad on day 3 roll back after 100%', async () => {
   const state = stack.plane.snapshot();
   expect(state.routes[model]!.weights).toEqual({ v1: 100 });
   expect(state.models[model]!.aliases).toEqual({ champion: 'v1' });
+}, 300_000);
+
+/** Hour-long bakes with the country slices (top 3 by traffic: US, DE, FR in the synthetic traffic). */
+const slicedPlan = () =>
+  fastPlan({
+    canary: {
+      steps: [
+        { traffic: 25, bake: '1h' },
+        { traffic: 100, bake: '1h' },
+      ],
+    },
+    guardrails: [{ metric: 'error_rate', max: 0.05, minSamples: 100 }],
+    slices: [{ name: 'country', key: 'field:country', top: 3 }],
+    analysis: { interval: '10m', maxExtensions: 1, lease: '3h', leaseRenewal: '1h' },
+  });
+
+test('a candidate failing in one country is rolled back by that slice, naming it', async () => {
+  const model = uniqueModel('slice');
+  seedModel(stack.plane, model);
+  // France (15% of traffic) gets 15% errors: about 2.3% overall, well within the 5% limit.
+  stack.plane.setBehaviour(model, 'v2', { byCountry: { FR: { errorRate: 0.15 } } });
+  const { id } = await promotions.start({ model, version: 'v2', plan: slicedPlan(), startedBy: 'ci' });
+  const result = await promotions.result(id);
+  expect(result.outcome).toBe('rolled_back');
+  expect(result.reason).toBe('guardrail error_rate [country=FR] failed at 25% traffic');
+  const checks = result.status.lastChecks.map((c) => `${c.subject}: ${c.verdict}`);
+  expect(checks).toContain('guardrail error_rate [country=FR]: Fail');
+  // The overall rule alone would not have stopped it.
+  expect(checks).not.toContain('guardrail error_rate: Fail');
+  const stop = result.status.decisions.find((d) => d.kind === 'stop')!;
+  expect(stop.evidence[0]).toMatch(/^guardrail error_rate \[country=FR\]: error_rate 0\.1\d* \(\d+\/\d+\) vs max 0\.05/);
+  expect(stack.plane.snapshot().routes[model]!.weights).toEqual({ v1: 100 });
+}, 300_000);
+
+test('a good candidate is not held back by its slices', async () => {
+  const model = uniqueModel('slice-ok');
+  seedModel(stack.plane, model);
+  const { id } = await promotions.start({ model, version: 'v2', plan: slicedPlan(), startedBy: 'ci' });
+  const result = await promotions.result(id);
+  expect(result.outcome).toBe('succeeded');
+  const slices = result.status.lastChecks.filter((c) => c.slice !== undefined);
+  expect(slices.map((c) => c.slice).sort()).toEqual(['country=DE', 'country=FR', 'country=US']);
+  expect(slices.every((c) => c.verdict !== 'Fail')).toBe(true);
+  // The route records the plan's slice key with every request from the first shift on.
+  expect(stack.plane.snapshot().routes[model]!.sliceKeys).toEqual(['field:country']);
 }, 300_000);
