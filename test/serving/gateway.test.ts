@@ -177,7 +177,12 @@ test('injected faults fail a version; routes survive a gateway restart', async (
   await split({ v1: 70, v2: 30 });
   await g.restart();
   const route = await (await g.admin('GET', `routes/${MODEL}`)).json();
-  expect(route).toEqual({ weights: { v1: 70, v2: 30 }, shadow: null, stickyKey: 'header:x-entity-id', sliceKeys: [] });
+  expect(route).toEqual({
+    weights: { v1: 70, v2: 30 },
+    shadow: null,
+    stickyKey: 'header:x-entity-id',
+    sliceKeys: [],
+  });
   expect((await g.invoke('e1')).status).toBe(200);
   const busy = await g.admin('DELETE', `backends/${MODEL}/v2`);
   expect([busy.status, await busy.json()]).toEqual([

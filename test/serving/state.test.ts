@@ -73,7 +73,9 @@ test('a state file with prototype names loads only valid names, into Maps', () =
   store.save();
   const saved = JSON.parse(readFileSync(join(d, 'gateway-state.json'), 'utf8')) as Record<string, unknown>;
   expect(saved).toEqual({
-    routes: { fraud: { weights: { constructor: 100 }, shadow: null, stickyKey: 'header:x-entity-id', sliceKeys: [] } },
+    routes: {
+      fraud: { weights: { constructor: 100 }, shadow: null, stickyKey: 'header:x-entity-id', sliceKeys: [] },
+    },
     backends: { fraud: { constructor: 'http://127.0.0.1:1' }, constructor: { v1: 'http://127.0.0.1:2' } },
     features: { fraud: JSON.parse('{"__proto__": "string", "amount": "double"}') as unknown },
     faults: {},

@@ -141,7 +141,9 @@ test('a candidate failing in one country is rolled back by that slice, naming it
   // The overall rule alone would not have stopped it.
   expect(checks).not.toContain('guardrail error_rate: Fail');
   const stop = result.status.decisions.find((d) => d.kind === 'stop')!;
-  expect(stop.evidence[0]).toMatch(/^guardrail error_rate \[country=FR\]: error_rate 0\.1\d* \(\d+\/\d+\) vs max 0\.05/);
+  expect(stop.evidence[0]).toMatch(
+    /^guardrail error_rate \[country=FR\]: error_rate 0\.1\d* \(\d+\/\d+\) vs max 0\.05/,
+  );
   expect(stack.plane.snapshot().routes[model]!.weights).toEqual({ v1: 100 });
 }, 300_000);
 
