@@ -28,13 +28,13 @@ import binomial from '@stdlib/random-base-binomial';
 import randu from '@stdlib/random-base-randu';
 import normal from '@stdlib/random-base-normal';
 import cdf from '@stdlib/stats-base-dists-normal-cdf';
+import { assessLabels, compareLabels, type LabelledPrediction } from '../src/analysis/labels';
+import type { Watch } from '../src/plan/schema';
 import {
-  aucWithVariance,
   histogramOf,
   LATENCY_EDGES_MS,
   testQuantileRatio,
   testRateRatio,
-  testRegression,
   testSampleRatio,
   type LatencyHistogram,
   type RatioBucket,
@@ -346,12 +346,14 @@ const round = (x: number, d = 4) => Number(x.toFixed(d));
 /**
  * Delayed labels during the watch: labelled predictions at LABEL_RATE per second, 90% served by
  * the candidate and 10% by the champion (the holdback); each label arrives after a lognormal delay
- * (median 1 day, log-sd 1). Scores: N(0, 1) for negatives, N(delta, 1) for positives (AUC =
- * Φ(delta/√2)), prevalence 0.3. promote's rule: every 6 hours, AUC difference on the rows whose
- * labels have arrived, testRegression with maxRegression 0, alpha 0.01, τ 0.03. The fixed-horizon
- * reference: the labels a one-sided z-test (alpha 0.01, power 0.8) needs for the same drop, with the
- * per-row variance measured on a large sample, and the time until that many labels are expected to
- * have arrived.
+ * (median 1 day, log-sd 1). Scores: the logistic of N(0, 1) for negatives and of N(delta, 1) for
+ * positives (AUC = Φ(delta/√2)), prevalence 0.3. promote's rule is the workflow's, run as it runs
+ * it: every 6 hours, compareLabels on the rows whose labels have arrived (only predictions older
+ * than the 0.9 quantile of the observed delays count) and assessLabels with metric auc,
+ * maxRegression 0, alpha 0.01, τ 0.03, minLabels 100. The fixed-horizon reference sees the same
+ * matured rows: the labels a one-sided z-test (alpha 0.01, power 0.8) needs for the same drop, from
+ * the exact asymptotic variance of the AUC under this binormal model, and the time until that many
+ * matured labels are expected.
  */
 const LABEL_SCENARIOS = [
   { name: 'labels-auc-3', candidateDelta: 1.294, championDelta: 1.466 }, // AUC 0.82 vs 0.85
@@ -362,17 +364,23 @@ const LABEL_DAYS = 14;
 const LABEL_LOOK_S = 6 * 3600;
 const DELAY_MEDIAN_S = 86_400;
 const DELAY_SIGMA = 1;
-const LABEL_TAU = 0.03;
-const LABEL_ALPHA = 0.01;
+const PREVALENCE = 0.3;
 const HOLDBACK = 0.1;
+const LABEL_RULE: NonNullable<Watch['labels']> = {
+  metric: 'auc',
+  maxRegression: 0,
+  minLabels: 100,
+  alpha: 0.01,
+  tau: 0.03,
+  maturity: 0.9,
+  passWhen: 'excluded',
+};
 
-interface LabelledRow {
-  arrival: number;
-  score: number;
-  label: number;
+interface LabelledRow extends LabelledPrediction {
   champion: boolean;
 }
 
+/** Two weeks of predictions (times and label arrivals in ms), sorted by label arrival. */
 function labelledRows(
   u: () => number,
   gauss: () => number,
@@ -383,73 +391,102 @@ function labelledRows(
   const rows: LabelledRow[] = [];
   for (let t = -Math.log(1 - u()) / LABEL_RATE; t < horizon; t += -Math.log(1 - u()) / LABEL_RATE) {
     const champion = u() < HOLDBACK;
-    const label = u() < 0.3 ? 1 : 0;
+    const label = u() < PREVALENCE ? 1 : 0;
     const delta = champion ? championDelta : candidateDelta;
+    const arrival = t + DELAY_MEDIAN_S * Math.exp(DELAY_SIGMA * gauss());
     rows.push({
-      arrival: t + DELAY_MEDIAN_S * Math.exp(DELAY_SIGMA * gauss()),
-      score: label * delta + gauss(),
+      atMs: t * 1000,
+      labelAtMs: arrival * 1000,
+      score: 1 / (1 + Math.exp(-(label * delta + gauss()))),
       label,
       champion,
     });
   }
-  return rows.sort((a, b) => a.arrival - b.arrival);
+  return rows.sort((a, b) => a.labelAtMs - b.labelAtMs);
 }
 
-function labelLookFails(rows: readonly LabelledRow[]): boolean {
-  const c = rows.filter((r) => !r.champion);
-  const b = rows.filter((r) => r.champion);
-  const ec = aucWithVariance(
-    c.map((r) => r.score),
-    c.map((r) => r.label),
+/** The workflow's label check at time `nowS` on the rows whose labels have arrived. */
+function labelLookFails(arrived: readonly LabelledRow[], nowS: number): boolean {
+  const c = compareLabels(
+    { version: 'candidate', rows: arrived.filter((r) => !r.champion) },
+    { version: 'champion', rows: arrived.filter((r) => r.champion) },
+    nowS * 1000,
+    LABEL_RULE.maturity,
   );
-  const eb = aucWithVariance(
-    b.map((r) => r.score),
-    b.map((r) => r.label),
-  );
-  if (!ec || !eb || eb.positives + eb.negatives < 100) return false;
-  return (
-    testRegression(ec.auc - eb.auc, ec.variance + eb.variance, 0, LABEL_ALPHA, LABEL_TAU).verdict === 'Fail'
-  );
+  return assessLabels(LABEL_RULE, c).verdict === 'Fail';
 }
 
-/** Expected labels arrived by time T from a constant flow of predictions since 0: rate × ∫0^T F(u) du. */
-function expectedArrived(T: number, rate: number): number {
-  const steps = 2000;
+const delayCdf = (d: number) =>
+  d <= 0 ? 0 : cdf((Math.log(d) - Math.log(DELAY_MEDIAN_S)) / DELAY_SIGMA, 0, 1);
+const delayPdf = (d: number) =>
+  d <= 0
+    ? 0
+    : Math.exp(-((Math.log(d / DELAY_MEDIAN_S) / DELAY_SIGMA) ** 2) / 2) /
+      (d * DELAY_SIGMA * Math.sqrt(2 * Math.PI));
+
+/** ∫a^b f by the midpoint rule on `steps` steps. */
+function integrate(f: (x: number) => number, a: number, b: number, steps = 2000): number {
+  if (b <= a) return 0;
+  const h = (b - a) / steps;
   let sum = 0;
-  for (let i = 0; i < steps; i++) {
-    const u = ((i + 0.5) / steps) * T;
-    sum += cdf((Math.log(u) - Math.log(DELAY_MEDIAN_S)) / DELAY_SIGMA, 0, 1);
-  }
-  return (rate * T * sum) / steps;
+  for (let i = 0; i < steps; i++) sum += f(a + (i + 0.5) * h);
+  return sum * h;
 }
 
-function fixedHorizonWaitS(
-  gauss: () => number,
-  u: () => number,
-  candidateDelta: number,
-  championDelta: number,
-): number {
-  // Per-row variance of each arm's AUC estimate, from one large sample each.
-  const perRow = (delta: number) => {
-    const n = 200_000;
-    const labels = Array.from({ length: n }, () => (u() < 0.3 ? 1 : 0));
-    const est = aucWithVariance(
-      labels.map((l) => l * delta + gauss()),
-      labels,
-    )!;
-    return { auc: est.auc, v: est.variance * n };
-  };
-  const c = perRow(candidateDelta);
-  const b = perRow(championDelta);
-  const drop = b.auc - c.auc;
+/**
+ * The maturity cut-off the workflow computes at time T, in expectation: the `maturity` quantile of
+ * the delays observed by T. Predictions arrive uniformly over [0, T], so a delay d is observed
+ * with density ∝ f(d)(T - d) on [0, T].
+ */
+function expectedMaturityDelay(T: number): number {
+  const mass = (x: number) => integrate((d) => delayPdf(d) * (T - d), 0, x);
+  const total = mass(T);
+  let lo = 0;
+  let hi = T;
+  for (let i = 0; i < 40; i++) {
+    const mid = (lo + hi) / 2;
+    if (mass(mid) >= LABEL_RULE.maturity * total) hi = mid;
+    else lo = mid;
+  }
+  return hi;
+}
+
+/** Matured labelled predictions expected by time T: those made before T - q with labels by T. */
+function expectedMatured(T: number): number {
+  const q = expectedMaturityDelay(T);
+  return LABEL_RATE * integrate((age) => delayCdf(age), q, T);
+}
+
+/**
+ * Var[Φ(δ + Z)], Z ~ N(0, 1): the per-row variance of the AUC's placement values under the
+ * binormal model (the same for positives and negatives), so Var(AUC) = v / (n π (1 - π)) for n
+ * rows with prevalence π (DeLong's asymptotic variance).
+ */
+function placementVariance(delta: number): number {
+  const mean = cdf(delta / Math.SQRT2, 0, 1);
+  const second = integrate(
+    (z) => (cdf(delta + z, 0, 1) ** 2 * Math.exp((-z * z) / 2)) / Math.sqrt(2 * Math.PI),
+    -9,
+    9,
+    4000,
+  );
+  return second - mean * mean;
+}
+
+/** The time a fixed-horizon test must wait for enough matured labels to detect the drop. */
+function fixedHorizonWaitS(candidateDelta: number, championDelta: number): number {
+  const drop = cdf(championDelta / Math.SQRT2, 0, 1) - cdf(candidateDelta / Math.SQRT2, 0, 1);
   const z = 2.326348 + 0.841621; // one-sided alpha 0.01, power 0.8
-  // n labelled rows in all: variance c.v / (0.9 n) + b.v / (0.1 n) = (drop / z)^2.
-  const n = (c.v / (1 - HOLDBACK) + b.v / HOLDBACK) / (drop / z) ** 2;
+  const pq = PREVALENCE * (1 - PREVALENCE);
+  // n matured rows in all: Var = vc / (pq (1 - h) n) + vb / (pq h n) = (drop / z)^2.
+  const n =
+    (placementVariance(candidateDelta) / (1 - HOLDBACK) + placementVariance(championDelta) / HOLDBACK) /
+    (pq * (drop / z) ** 2);
   let lo = 0;
   let hi = 365 * 86_400;
-  for (let i = 0; i < 60; i++) {
+  for (let i = 0; i < 50; i++) {
     const mid = (lo + hi) / 2;
-    if (expectedArrived(mid, LABEL_RATE) >= n) hi = mid;
+    if (expectedMatured(mid) >= n) hi = mid;
     else lo = mid;
   }
   return hi;
@@ -466,8 +503,8 @@ function runLabelScenario(sc: (typeof LABEL_SCENARIOS)[number], index: number): 
     const rows = labelledRows(u, gauss, sc.candidateDelta, sc.championDelta);
     let arrived = 0;
     for (let look = LABEL_LOOK_S; look <= LABEL_DAYS * 86_400; look += LABEL_LOOK_S) {
-      while (arrived < rows.length && rows[arrived]!.arrival <= look) arrived++;
-      if (labelLookFails(rows.slice(0, arrived))) {
+      while (arrived < rows.length && rows[arrived]!.labelAtMs <= look * 1000) arrived++;
+      if (labelLookFails(rows.slice(0, arrived), look)) {
         times.push(look);
         break;
       }
@@ -476,7 +513,7 @@ function runLabelScenario(sc: (typeof LABEL_SCENARIOS)[number], index: number): 
   times.sort((a, b) => a - b);
   const [low, high] = wilson(times.length, runs);
   const drop = sc.candidateDelta !== sc.championDelta;
-  const wait = drop ? fixedHorizonWaitS(gauss, u, sc.candidateDelta, sc.championDelta) : null;
+  const wait = drop ? fixedHorizonWaitS(sc.candidateDelta, sc.championDelta) : null;
   const median = pct(times, 0.5);
   return {
     rule: 'promote',

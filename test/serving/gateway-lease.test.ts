@@ -117,6 +117,7 @@ test('an expired lease sends all traffic back to the champion, counts, logs, and
     weights: { v1: 100 },
     shadow: null,
     stickyKey: 'header:x-entity-id',
+    sliceKeys: [],
   });
   expect(await onCandidate()).toBe(0);
   const state = await doc(g.admin('GET', 'state'));
