@@ -19,7 +19,23 @@ export function canonicalJson(value: unknown): string {
   return JSON.stringify(value);
 }
 
+/**
+ * Top-level plan fields added after promotions were already running, whose default changes
+ * nothing: left out of the hash while they hold their default (an empty list), so a plan that does
+ * not use them keeps the hash it had, and running promotions replay on the new build.
+ */
+const LATER_FIELDS = ['slices'];
+
 /** `sha256:<hex>` of the plan with defaults applied: the identity pinned to a promotion. */
 export function hashPlan(plan: unknown): string {
-  return `sha256:${bytesToHex(sha256(utf8ToBytes(canonicalJson(plan))))}`;
+  let hashed = plan;
+  if (plan && typeof plan === 'object' && !Array.isArray(plan)) {
+    const p = plan as Record<string, unknown>;
+    hashed = Object.fromEntries(
+      Object.entries(p).filter(
+        ([k, v]) => !(LATER_FIELDS.includes(k) && (v === undefined || (Array.isArray(v) && v.length === 0))),
+      ),
+    );
+  }
+  return `sha256:${bytesToHex(sha256(utf8ToBytes(canonicalJson(hashed))))}`;
 }

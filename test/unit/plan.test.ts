@@ -377,6 +377,18 @@ test('hashPlan covers defaults: spelling a default out does not change the hash'
   expect(hashPlan(explicit)).toBe(hashPlan(implicit));
 });
 
+test('a field added later keeps old hashes while it holds its default (running promotions replay)', () => {
+  const plan = parsePlan({ canary: { steps: [{ traffic: 100 }] } });
+  expect(plan.slices).toEqual([]);
+  const { slices: _slices, ...before } = plan;
+  expect(hashPlan(plan)).toBe(hashPlan(before));
+  const sliced = parsePlan({
+    canary: { steps: [{ traffic: 100 }] },
+    slices: [{ name: 'country', key: 'field:country', top: 3 }],
+  });
+  expect(hashPlan(sliced)).not.toBe(hashPlan(plan));
+});
+
 test('planJsonSchema is an object schema that describes canary.steps', () => {
   const schema = planJsonSchema() as {
     type: string;
