@@ -76,19 +76,33 @@ export function measureActivities(ctx: ActivityContext) {
       input: Target & { splits: Split[]; toMs: number; slices?: SliceQuery[] },
     ): Promise<LiveCounts> {
       const empty = (): LiveCounts => ({ phase: 'Ok', splits: [], latency: noLatency() });
+      let live: LiveCounts;
+      let metrics: MetricsSource;
       try {
-        const { metrics } = ctx.providers(input.refs);
-        const live: LiveCounts = { ...empty(), ...(await splitCounts(metrics, input)) };
-        const slices = await resolveSlices(metrics, input, input.splits[0]?.fromMs ?? input.toMs);
-        live.slices = [];
-        for (const { name, key, value } of slices) {
-          const counts = await splitCounts(metrics, input, { key, value });
-          live.slices.push({ name, value, ...counts });
-        }
-        return live;
+        metrics = ctx.providers(input.refs).metrics;
+        live = { ...empty(), ...(await splitCounts(metrics, input)) };
       } catch (err) {
-        return { ...empty(), phase: 'Error', error: err instanceof Error ? err.message : String(err) };
+        return { ...empty(), phase: 'Error', error: message(err) };
       }
+      // Slices after the overall counts, each on its own: a slice that cannot be read is an
+      // Error of that slice, never of the overall checks.
+      const deadline = Date.now() + SLICE_BUDGET_MS;
+      const slices = await resolveSlices(metrics, input, input.splits[0]?.fromMs ?? input.toMs);
+      live.slices = await inBatches(slices, async (s): Promise<SliceCounts> => {
+        const none = { name: s.name, value: s.value, splits: [], latency: noLatency() };
+        if (s.error !== undefined) return { ...none, error: s.error };
+        if (Date.now() > deadline) return { ...none, error: OUT_OF_TIME };
+        try {
+          return {
+            name: s.name,
+            value: s.value,
+            ...(await splitCounts(metrics, input, { key: s.key, value: s.value })),
+          };
+        } catch (err) {
+          return { ...none, error: message(err) };
+        }
+      });
+      return live;
     },
 
     /** Both versions' quality on matured labelled predictions of the window. */
@@ -116,21 +130,28 @@ export function measureActivities(ctx: ActivityContext) {
           );
         };
         const overall = await compare();
-        overall.slices = [];
-        for (const s of input.slices ?? [])
-          for (const value of s.values)
-            overall.slices.push({ name: s.name, value, comparison: await compare({ key: s.key, value }) });
+        const deadline = Date.now() + SLICE_BUDGET_MS;
+        const slices = (input.slices ?? []).flatMap((s) => s.values.map((value) => ({ ...s, value })));
+        overall.slices = await inBatches(slices, async (s) => {
+          const failed = (error: string) => ({
+            name: s.name,
+            value: s.value,
+            comparison: noLabels(input, error),
+          });
+          if (Date.now() > deadline) return failed(OUT_OF_TIME);
+          try {
+            return {
+              name: s.name,
+              value: s.value,
+              comparison: await compare({ key: s.key, value: s.value }),
+            };
+          } catch (err) {
+            return failed(message(err));
+          }
+        });
         return overall;
       } catch (err) {
-        const none = (version: string) => summarizeLabels(version, []);
-        return {
-          phase: 'Error',
-          error: err instanceof Error ? err.message : String(err),
-          maturedBeforeMs: null,
-          delayMs: null,
-          candidate: none(input.candidate),
-          champion: none(input.champion),
-        };
+        return noLabels(input, message(err));
       }
     },
   };
@@ -171,23 +192,64 @@ async function splitCounts(
 
 /**
  * The slices to measure: the listed values, and top-N slices filled up from the traffic since
- * `fromMs` (values already chosen stay; new ones are added by traffic, most first, up to N).
+ * `fromMs` (values already chosen stay; new ones are added by traffic, most first, up to N). When
+ * a top-N dimension's values cannot be read and none is chosen yet, it is one slice `*` with the
+ * error, so that it is not silently unwatched.
  */
 async function resolveSlices(
   metrics: MetricsSource,
   input: Target & { toMs: number; slices?: SliceQuery[] },
   fromMs: number,
-): Promise<{ name: string; key: string; value: string }[]> {
-  const out: { name: string; key: string; value: string }[] = [];
+): Promise<{ name: string; key: string; value: string; error?: string }[]> {
+  const out: { name: string; key: string; value: string; error?: string }[] = [];
   for (const s of input.slices ?? []) {
     const values = [...s.values];
     if (s.top !== null && values.length < s.top) {
-      const seen = checkSliceValues(
-        await metrics.sliceValues({ model: input.model, key: s.key, fromMs, toMs: input.toMs, limit: s.top }),
-      );
-      for (const v of seen) if (values.length < s.top && !values.includes(v.value)) values.push(v.value);
+      try {
+        const seen = checkSliceValues(
+          await metrics.sliceValues({
+            model: input.model,
+            key: s.key,
+            fromMs,
+            toMs: input.toMs,
+            limit: s.top,
+          }),
+        );
+        for (const v of seen) if (values.length < s.top && !values.includes(v.value)) values.push(v.value);
+      } catch (err) {
+        if (values.length === 0) out.push({ name: s.name, key: s.key, value: '*', error: message(err) });
+      }
     }
     for (const value of values) out.push({ name: s.name, key: s.key, value });
   }
   return out;
+}
+
+/** Slice reads in one look take at most this long; the rest are Errors of their slices. */
+const SLICE_BUDGET_MS = 20_000;
+const OUT_OF_TIME = 'not measured: the look ran out of time for its slices';
+/** Slice reads in flight at once. */
+const SLICE_CONCURRENCY = 4;
+
+const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
+
+/** `fn` over `items`, at most SLICE_CONCURRENCY at a time, results in order. */
+async function inBatches<T, R>(items: readonly T[], fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = [];
+  for (let i = 0; i < items.length; i += SLICE_CONCURRENCY)
+    out.push(...(await Promise.all(items.slice(i, i + SLICE_CONCURRENCY).map(fn))));
+  return out;
+}
+
+/** A label comparison that could not be made. */
+function noLabels(input: Target, error: string): LabelComparison {
+  const none = (version: string) => summarizeLabels(version, []);
+  return {
+    phase: 'Error',
+    error,
+    maturedBeforeMs: null,
+    delayMs: null,
+    candidate: none(input.candidate),
+    champion: none(input.champion),
+  };
 }

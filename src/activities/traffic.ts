@@ -75,6 +75,8 @@ export function trafficActivities(ctx: ActivityContext) {
           { [input.version]: 100 },
           route?.stickyKey ?? input.stickyKey,
           input.lease,
+          // One version, no comparison: slice values are no longer recorded.
+          [],
         );
         if (applied.shadow) applied = await traffic.setShadow(input.model, null, input.lease);
         log({ model: input.model, candidate: input.version }, 'all traffic routed', {

@@ -55,6 +55,8 @@ export interface SliceCounts {
   value: string;
   splits: SplitCounts[];
   latency: { candidate: SparseHistogram; champion: SparseHistogram };
+  /** Set when this slice could not be measured (its checks are Error; the others stand). */
+  error?: string;
 }
 
 /** A sparse histogram as the dense one the quantile bounds read. */

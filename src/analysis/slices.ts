@@ -44,8 +44,13 @@ export function assessGuardrails(
     const share = alphaShares(rule.alpha, sliceCount);
     out.push(assessGuardrail({ ...rule, alpha: share.overall }, live));
     for (const s of live.slices ?? []) {
-      const counts: LiveCounts = { phase: live.phase, splits: s.splits, latency: s.latency };
-      if (live.error !== undefined) counts.error = live.error;
+      const error = live.error ?? s.error;
+      const counts: LiveCounts = {
+        phase: live.phase === 'Error' || s.error !== undefined ? 'Error' : 'Ok',
+        splits: s.splits,
+        latency: s.latency,
+      };
+      if (error !== undefined) counts.error = error;
       out.push(inSlice(assessGuardrail({ ...rule, alpha: share.slice }, counts), sliceName(s.name, s.value)));
     }
   }

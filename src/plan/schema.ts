@@ -195,7 +195,7 @@ export const canarySchema = z
         stickyKey: z
           .string()
           .max(200)
-          .regex(REQUEST_KEY, 'expected header:<name> or field:<name> (letters, digits, . _ -; at most 100)')
+          .regex(/^(header|field):[A-Za-z0-9._-]+$/, 'expected header:<name> or field:<name>')
           .default('header:x-entity-id')
           .describe('Where the sticky assignment key comes from. Default header:x-entity-id.'),
       })

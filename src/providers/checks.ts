@@ -71,12 +71,17 @@ export function checkLabelled(raw: unknown): LabelledPrediction[] {
 }
 
 const sliceValuesSchema = z
-  .array(z.object({ value: z.string().min(1).max(100), requests: count }))
+  .array(z.object({ value: z.string().max(10_000), requests: count }))
   .max(MAX_SLICE_VALUES);
 
-/** A slice key's values by traffic, checked: at most MAX_SLICE_VALUES, values of 1..100 characters. */
+/**
+ * A slice key's values by traffic, checked: at most MAX_SLICE_VALUES entries of a string and a
+ * count, or the answer is refused. Values no slice can be named by (empty, over 100 characters,
+ * not well-formed text: what a client's request put there) are left out, not fatal: one odd
+ * request must not stop the checks of every other slice.
+ */
 export function checkSliceValues(raw: unknown): SliceValue[] {
   const parsed = sliceValuesSchema.safeParse(raw);
   if (!parsed.success) throw problem('metrics source slice values', parsed.error);
-  return parsed.data;
+  return parsed.data.filter((v) => v.value.length >= 1 && v.value.length <= 100 && v.value.isWellFormed());
 }

@@ -376,7 +376,7 @@ export class PromotionRun {
     const before = new Map(this.s.lastChecks.map((a) => [a.subject, a.verdict]));
     for (const a of assessments) {
       // A plan may have hundreds of slice checks: only a slice's Fail goes to the decision log.
-      const logged = a.slice === undefined ? before.get(a.subject) !== a.verdict : a.verdict === 'Fail';
+      const logged = before.get(a.subject) !== a.verdict && (a.slice === undefined || a.verdict === 'Fail');
       if (logged) this.decide('check', SYSTEM, `${a.subject}: ${a.verdict}`, nowMs, [a.evidence]);
       if (a.verdict === 'Error')
         this.s.consecutiveErrors[a.subject] = (this.s.consecutiveErrors[a.subject] ?? 0) + 1;

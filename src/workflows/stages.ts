@@ -153,8 +153,9 @@ export async function canary(ctx: Ctx): Promise<void> {
         percent,
         stickyKey: s.plan.canary.assignment.stickyKey,
         lease: s.lease?.holder,
-        // The router records the plan's slice keys with every request from the first shift on.
-        ...(s.plan.slices.length > 0 ? { sliceKeys: [...new Set(s.plan.slices.map((x) => x.key))] } : {}),
+        // The router records the plan's slice keys with every request from the first shift on
+        // (none: a previous promotion's keys are no longer recorded).
+        sliceKeys: [...new Set(s.plan.slices.map((x) => x.key))],
       });
       s.trafficPercent = percent;
       s.appliedStep = i;
@@ -274,6 +275,7 @@ export async function finalizing(ctx: Ctx): Promise<void> {
         percent: 100,
         stickyKey: s.plan.canary.assignment.stickyKey,
         lease: s.lease?.holder,
+        sliceKeys: [],
       });
       s.trafficPercent = 100;
     }

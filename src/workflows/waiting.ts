@@ -104,12 +104,20 @@ async function assessRound(ctx: Ctx): Promise<{ srm: Assessment | null; assessme
     });
     srm = assessSampleRatio(live, s.plan.analysis.srm.alpha);
     assessments.push(...assessGuardrails(s.plan.guardrails, live, sliceCount));
-    // Top-N slices keep the values chosen so far (the activity only adds to them).
-    if (live.phase === 'Ok')
-      for (const slice of s.plan.slices)
-        s.sliceValues[slice.name] = (live.slices ?? [])
-          .filter((l) => l.name === slice.name)
-          .map((l) => l.value);
+    // Top-N values once chosen are kept and only added to (up to N): at most N are ever tested.
+    for (const slice of s.plan.slices) {
+      if (slice.top === undefined) continue;
+      const known = chosen(s.sliceValues, slice.name);
+      for (const l of live.slices ?? [])
+        if (
+          l.name === slice.name &&
+          l.error === undefined &&
+          !known.includes(l.value) &&
+          known.length < slice.top
+        )
+          known.push(l.value);
+      s.sliceValues[slice.name] = known;
+    }
   }
   const labels = s.plan.watch?.labels;
   if (s.stage === 'watching' && labels && s.splits.length > 0) {
@@ -126,13 +134,19 @@ async function assessRound(ctx: Ctx): Promise<{ srm: Assessment | null; assessme
   return { srm, assessments };
 }
 
+/** The top-N values chosen so far for a slice (own entries only: a name may be `constructor`). */
+function chosen(values: Record<string, string[]>, name: string): string[] {
+  const v = Object.hasOwn(values, name) ? values[name] : undefined;
+  return Array.isArray(v) ? [...v] : [];
+}
+
 /** The plan's slices with the values known so far (listed, or chosen from the traffic). */
 function sliceQueries(ctx: Ctx): SliceQuery[] {
   const s = ctx.run.s;
   return s.plan.slices.map((slice) => ({
     name: slice.name,
     key: slice.key,
-    values: slice.values ?? s.sliceValues[slice.name] ?? [],
+    values: slice.values ?? chosen(s.sliceValues, slice.name),
     top: slice.values ? null : (slice.top ?? null),
   }));
 }

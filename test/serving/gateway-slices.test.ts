@@ -151,14 +151,19 @@ test('a slice value is cut at 100 characters and matched exactly, whatever it co
   const fromMs = Date.now() - 1;
   const long = 'x'.repeat(150);
   const sly = "US' or '1'='1";
-  for (const country of [long, sly, 'ünïcödé "quoted"'])
+  // An emoji across the cut, a lone surrogate, and an empty value (not recorded).
+  const emoji = `${'y'.repeat(99)}😀tail`;
+  const lone = 'bad\ud83d';
+  for (const country of [long, sly, 'ünïcödé "quoted"', emoji, lone, ''])
     expect((await g.invoke(`z-${country.length}`, { body: body(country) })).status).toBeLessThan(600);
   await g.log.flush();
   const span = `from=${fromMs}&to=${Date.now() + 1}`;
   const values = (await (await g.admin('GET', `slices/${MODEL}?key=field:country&${span}`)).json()) as {
     value: string;
   }[];
-  expect(values.map((v) => v.value).sort()).toEqual(['x'.repeat(100), sly, 'ünïcödé "quoted"'].sort());
+  expect(values.map((v) => v.value).sort()).toEqual(
+    ['x'.repeat(100), sly, 'ünïcödé "quoted"', 'y'.repeat(99), 'bad\ufffd'].sort(),
+  );
   const count = async (value: string) => {
     let n = 0;
     for (const version of ['v1', 'v2']) {
@@ -172,6 +177,46 @@ test('a slice value is cut at 100 characters and matched exactly, whatever it co
   };
   expect(await count(sly)).toBe(1);
   expect(await count("x' or '1'='1")).toBe(0);
+});
+
+test('a slice that cannot be read is an Error of that slice; the overall counts stand', async () => {
+  const fromMs = Date.now() - 1;
+  for (let i = 0; i < 30; i++) await g.invoke(`w${i}`, { body: body('US') });
+  const toMs = Date.now() + 1;
+  const real = new GatewayMetrics(new GatewayClient(g.url, ADMIN_TOKEN));
+  // A metrics source that answers overall counts but fails every slice read and the top values.
+  const metrics = {
+    counts: (q: Parameters<typeof real.counts>[0]) =>
+      q.slice ? Promise.reject(new Error('slice reads are down')) : real.counts(q),
+    sliceValues: () => Promise.reject(new Error('top values are down')),
+    labelled: real.labelled.bind(real),
+    shadowPairs: real.shadowPairs.bind(real),
+  };
+  const acts = measureActivities({ providers: () => ({ metrics }) } as unknown as ActivityContext);
+  const live = await acts.measureLive({
+    promotionId: 'p',
+    model: MODEL,
+    candidate: 'v2',
+    champion: 'v1',
+    refs: {} as ProviderRefs,
+    splits: [{ fromMs, toMs: null, percent: 50 }],
+    toMs,
+    slices: [
+      { name: 'country', key: 'field:country', values: ['US'], top: null },
+      { name: 'region', key: 'header:x-region', values: [], top: 2 },
+    ],
+  });
+  expect(live.phase).toBe('Ok');
+  const verdicts = assessGuardrails(
+    [{ metric: 'error_rate', max: 0.5, alpha: 0.05, minSamples: 10 }],
+    live,
+    3,
+  ).map((a) => `${a.subject}: ${a.verdict}: ${a.evidence}`);
+  expect(verdicts[0]).toMatch(/^guardrail error_rate: (Pass|Inconclusive): /);
+  expect(verdicts.slice(1)).toEqual([
+    'guardrail error_rate [country=US]: Error: measuring failed: slice reads are down',
+    'guardrail error_rate [region=*]: Error: measuring failed: top values are down',
+  ]);
 });
 
 test.each<[string, string, unknown, RegExp]>([

@@ -11,6 +11,7 @@ import {
   type PredictionLog,
   type PredictionLogOptions,
 } from '../../src/serving/gateway/prediction-log';
+import { sliceValue } from '../../src/serving/gateway/traffic-input';
 import { startPostgres, type TestPostgres } from '../helpers/postgres';
 
 let postgres: TestPostgres;
@@ -148,6 +149,8 @@ describe.each(backends)('the %s prediction log', (_name, open) => {
       });
     // A value that would change the query if it were pasted into SQL, and a row with no slices.
     const sly = "US' or '1'='1";
+    // A lone surrogate as the gateway records it (made well-formed): PostgreSQL reads it as JSON.
+    const lone = sliceValue('x\ud83d');
     log.record([
       sliced(1, 'US'),
       sliced(2, 'US', { status: 503, score: null }),
@@ -156,6 +159,7 @@ describe.each(backends)('the %s prediction log', (_name, open) => {
       sliced(5, 'DE'),
       sliced(6, sly),
       row({ model: m, requestId: 's7', entityKey: 'e7', atMs: at(7) }),
+      sliced(8, lone, { version: 'v9' }),
     ]);
     await log.flush();
     const us = await log.counts(m, 'v1', 0, 20_000, 'primary', { key: 'field:country', value: 'US' });
@@ -180,6 +184,7 @@ describe.each(backends)('the %s prediction log', (_name, open) => {
       { value: 'DE', requests: 3 },
       { value: 'US', requests: 2 },
       { value: sly, requests: 1 },
+      { value: 'x\ufffd', requests: 1 },
     ]);
     expect(await log.sliceValues(m, 'field:country', 0, 20_000, 1)).toEqual([{ value: 'DE', requests: 3 }]);
     expect(await log.sliceValues(m, 'field:none', 0, 20_000, 10)).toEqual([]);

@@ -316,8 +316,7 @@ test('the workflow keeps every overall check and at most 20 slice checks, the mo
 test.each<[string, unknown, RegExp]>([
   ['not a list', { US: 3 }, /slice values: \(root\): /],
   ['a negative count', [{ value: 'US', requests: -1 }], /slice values: 0\.requests/],
-  ['an empty value', [{ value: '', requests: 1 }], /slice values: 0\.value/],
-  ['a long value', [{ value: 'x'.repeat(101), requests: 1 }], /slice values: 0\.value/],
+  ['a value that is not text', [{ value: 7, requests: 1 }], /slice values: 0\.value/],
   [
     'too many values',
     Array.from({ length: 101 }, (_, i) => ({ value: `v${i}`, requests: 1 })),
@@ -325,6 +324,17 @@ test.each<[string, unknown, RegExp]>([
   ],
 ])('slice values from a metrics source: %s is refused', (_name, raw, message) => {
   expect(() => checkSliceValues(raw)).toThrow(message);
+});
+
+test('slice values no slice can be named by are left out, not fatal', () => {
+  expect(
+    checkSliceValues([
+      { value: '', requests: 9 },
+      { value: 'x'.repeat(101), requests: 8 },
+      { value: 'bad\ud83d', requests: 7 },
+      { value: 'DE', requests: 6 },
+    ]),
+  ).toEqual([{ value: 'DE', requests: 6 }]);
 });
 
 // ---- calibration ----

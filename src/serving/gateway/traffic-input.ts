@@ -60,8 +60,22 @@ export function stickyKeyOf(
 export const MAX_SLICE_VALUE = 100;
 
 /**
+ * A slice value as recorded: at most MAX_SLICE_VALUE UTF-16 units, cut between characters (never
+ * inside a surrogate pair), lone surrogates replaced by U+FFFD. A lone surrogate would be written
+ * into the JSON column as an escape that PostgreSQL refuses to read back as JSON, failing every
+ * slice read over that row.
+ */
+export function sliceValue(raw: string): string {
+  let v = raw.length > MAX_SLICE_VALUE ? raw.slice(0, MAX_SLICE_VALUE) : raw;
+  const last = v.charCodeAt(v.length - 1);
+  if (raw.length > MAX_SLICE_VALUE && last >= 0xd800 && last <= 0xdbff) v = v.slice(0, -1);
+  return v.toWellFormed();
+}
+
+/**
  * The request's values of the route's slice keys, as a null-prototype record (null when it has
- * none): what the prediction log records for per-slice checks. Values are cut at MAX_SLICE_VALUE.
+ * none): what the prediction log records for per-slice checks. Empty values are not recorded;
+ * values are cut as `sliceValue` says.
  */
 export function sliceValuesOf(
   keys: readonly string[],
@@ -70,10 +84,10 @@ export function sliceValuesOf(
 ): Record<string, string> | null {
   let out: Record<string, string> | null = null;
   for (const key of keys) {
-    const value = stickyKeyOf(key, headers, body, MAX_SLICE_VALUE);
-    if (value === null) continue;
+    const raw = stickyKeyOf(key, headers, body, Infinity);
+    if (raw === null || raw === '') continue;
     out ??= Object.create(null) as Record<string, string>;
-    out[key] = value;
+    out[key] = sliceValue(raw);
   }
   return out;
 }
