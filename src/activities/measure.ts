@@ -190,6 +190,14 @@ async function splitCounts(
   return { splits, latency };
 }
 
+/** One slice value to read; `error` when its dimension's values could not be listed. */
+interface SliceToRead {
+  name: string;
+  key: string;
+  value: string;
+  error?: string;
+}
+
 /**
  * The slices to measure: the listed values, and top-N slices filled up from the traffic since
  * `fromMs` (values already chosen stay; new ones are added by traffic, most first, up to N). When
@@ -200,8 +208,8 @@ async function resolveSlices(
   metrics: MetricsSource,
   input: Target & { toMs: number; slices?: SliceQuery[] },
   fromMs: number,
-): Promise<{ name: string; key: string; value: string; error?: string }[]> {
-  const out: { name: string; key: string; value: string; error?: string }[] = [];
+): Promise<SliceToRead[]> {
+  const out: SliceToRead[] = [];
   for (const s of input.slices ?? []) {
     const values = [...s.values];
     if (s.top !== null && values.length < s.top) {

@@ -91,6 +91,15 @@ export interface WindowQuery {
   slice?: SliceFilter;
 }
 
+/** Which values of a slice key to list: those with the most requests in the window, at most `limit`. */
+export interface SliceValuesQuery {
+  model: string;
+  key: string;
+  fromMs: number;
+  toMs: number;
+  limit: number;
+}
+
 /** Labelled predictions a source answers at most per version and window. */
 export const MAX_LABELLED_ROWS = 50_000;
 
@@ -112,13 +121,7 @@ export interface MetricsSource {
   /** Predictions of the window whose labels arrived by `toMs`, oldest first, at most MAX_LABELLED_ROWS. */
   labelled(query: WindowQuery): Promise<LabelledPrediction[]>;
   /** A slice key's values with the most primary requests in the window (both versions), most first. */
-  sliceValues(query: {
-    model: string;
-    key: string;
-    fromMs: number;
-    toMs: number;
-    limit: number;
-  }): Promise<SliceValue[]>;
+  sliceValues(query: SliceValuesQuery): Promise<SliceValue[]>;
 }
 
 /** Offline validation: measures one gate's metric for one version. */

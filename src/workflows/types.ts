@@ -173,8 +173,8 @@ export interface PromotionState {
   /** A human resumed after a sample ratio mismatch: it no longer stops the promotion. */
   srmAccepted: boolean;
   /**
-   * The values checked per slice name: a plan's listed values, and for a top-N slice the values
-   * chosen from the traffic so far (added as they appear, never replaced, at most N).
+   * The values chosen so far per top-N slice name (added from the traffic as they appear, never
+   * replaced, at most N); slices with listed values take them from the plan.
    */
   sliceValues: Record<string, string[]>;
   lastChecks: Assessment[];

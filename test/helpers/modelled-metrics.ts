@@ -12,7 +12,7 @@ import type { WindowCounts } from '../../src/analysis/types';
 import type { InProcessPlane } from '../../src/providers/inprocess/plane';
 import { gaussian, seededRandom } from '../../src/providers/inprocess/random';
 import { COUNTRIES, COUNTRY_KEYS } from '../../src/providers/inprocess/traffic';
-import type { MetricsSource, SliceValue, WindowQuery } from '../../src/providers/types';
+import type { MetricsSource, SliceValue, SliceValuesQuery, WindowQuery } from '../../src/providers/types';
 import { LATENCY_BOUNDS_MS, latencyBucket } from '../../src/serving/gateway/prediction-log/types';
 
 export class ModelledMetrics implements MetricsSource {
@@ -47,13 +47,7 @@ export class ModelledMetrics implements MetricsSource {
   }
 
   /** The countries by traffic share (the synthetic traffic's slice attribute). */
-  sliceValues(q: {
-    model: string;
-    key: string;
-    fromMs: number;
-    toMs: number;
-    limit: number;
-  }): Promise<SliceValue[]> {
+  sliceValues(q: SliceValuesQuery): Promise<SliceValue[]> {
     if (!COUNTRY_KEYS.includes(q.key)) return Promise.resolve([]);
     const all = ((q.toMs - q.fromMs) / 1000) * this.ratePerSec;
     return Promise.resolve(

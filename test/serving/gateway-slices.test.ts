@@ -11,7 +11,8 @@ import { measureActivities } from '../../src/activities/measure';
 import { assessGuardrails } from '../../src/analysis/slices';
 import { GatewayClient } from '../../src/providers/local/gateway-client';
 import { GatewayMetrics } from '../../src/providers/local/metrics';
-import type { ProviderRefs } from '../../src/providers/types';
+import type { MetricsSource, ProviderRefs } from '../../src/providers/types';
+import type { SliceQuery } from '../../src/workflows/types';
 import {
   ADMIN_TOKEN,
   MODEL,
@@ -50,6 +51,21 @@ async function failingForGermany(): Promise<{ server: Server; url: string }> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const address = server.address();
   return { server, url: `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}` };
+}
+
+/** The measuring activity over one 50% split of v2 against v1, with the given metrics source and slices. */
+function measureLive(metrics: MetricsSource, fromMs: number, toMs: number, slices: SliceQuery[]) {
+  const acts = measureActivities({ providers: () => ({ metrics }) } as unknown as ActivityContext);
+  return acts.measureLive({
+    promotionId: 'p',
+    model: MODEL,
+    candidate: 'v2',
+    champion: 'v1',
+    refs: {} as ProviderRefs,
+    splits: [{ fromMs, toMs: null, percent: 50 }],
+    toMs,
+    slices,
+  });
 }
 
 const body = (country: string) => ({
@@ -124,17 +140,9 @@ test('the gateway records each request slice values and answers per-slice reads;
 
   // The measuring activity through the local provider, then the per-slice verdicts.
   const metrics = new GatewayMetrics(new GatewayClient(g.url, ADMIN_TOKEN));
-  const acts = measureActivities({ providers: () => ({ metrics }) } as unknown as ActivityContext);
-  const live = await acts.measureLive({
-    promotionId: 'p',
-    model: MODEL,
-    candidate: 'v2',
-    champion: 'v1',
-    refs: {} as ProviderRefs,
-    splits: [{ fromMs, toMs: null, percent: 50 }],
-    toMs,
-    slices: [{ name: 'country', key: 'field:country', values: [], top: 3 }],
-  });
+  const live = await measureLive(metrics, fromMs, toMs, [
+    { name: 'country', key: 'field:country', values: [], top: 3 },
+  ]);
   expect(live.phase).toBe('Ok');
   expect(live.slices!.map((s) => s.value)).toEqual(['US', 'DE', 'FR']);
   const verdicts = assessGuardrails(
@@ -192,20 +200,10 @@ test('a slice that cannot be read is an Error of that slice; the overall counts 
     labelled: real.labelled.bind(real),
     shadowPairs: real.shadowPairs.bind(real),
   };
-  const acts = measureActivities({ providers: () => ({ metrics }) } as unknown as ActivityContext);
-  const live = await acts.measureLive({
-    promotionId: 'p',
-    model: MODEL,
-    candidate: 'v2',
-    champion: 'v1',
-    refs: {} as ProviderRefs,
-    splits: [{ fromMs, toMs: null, percent: 50 }],
-    toMs,
-    slices: [
-      { name: 'country', key: 'field:country', values: ['US'], top: null },
-      { name: 'region', key: 'header:x-region', values: [], top: 2 },
-    ],
-  });
+  const live = await measureLive(metrics, fromMs, toMs, [
+    { name: 'country', key: 'field:country', values: ['US'], top: null },
+    { name: 'region', key: 'header:x-region', values: [], top: 2 },
+  ]);
   expect(live.phase).toBe('Ok');
   const verdicts = assessGuardrails(
     [{ metric: 'error_rate', max: 0.5, alpha: 0.05, minSamples: 10 }],

@@ -10,15 +10,16 @@ import {
   type LiveCounts,
   type SparseHistogram,
 } from '../../src/analysis/guardrail';
-import { assessLabels, compareLabels, type LabelledPrediction } from '../../src/analysis/labels';
+import { assessLabels, compareLabels } from '../../src/analysis/labels';
 import { nextAction, type PolicyInput } from '../../src/analysis/policy';
 import { LATENCY_EDGES_MS, testRateRatio } from '../../src/analysis/sequential';
 import type { Assessment, Verdict } from '../../src/analysis/types';
 import { InvalidInputError } from '../../src/common/errors';
 import { planSchema, type Guardrail, type Watch } from '../../src/plan/schema';
 import { checkCounts, checkLabelled } from '../../src/providers/checks';
-import { gaussian, seededRandom } from '../../src/providers/inprocess/random';
+import { seededRandom } from '../../src/providers/inprocess/random';
 import { latencyBucket } from '../../src/serving/gateway/prediction-log/types';
+import { labelledRows } from '../helpers/labelled-rows';
 
 // ---- builders ----
 
@@ -266,16 +267,7 @@ const labelRule = (r: Partial<NonNullable<Watch['labels']>> = {}): NonNullable<W
   ...r,
 });
 
-/** Rows whose scores separate the classes with strength `signal`; labels arrive `delayMs` later. */
-function rows(n: number, signal: number, seed: number, delayMs = 1000, fromMs = 0): LabelledPrediction[] {
-  const rand = seededRandom(`rows-${seed}`);
-  return Array.from({ length: n }, (_, i) => {
-    const label = rand() < 0.3 ? 1 : 0;
-    const z = gaussian(rand);
-    const score = 1 / (1 + Math.exp(-(signal * (label - 0.3) + z)));
-    return { score, label, atMs: fromMs + i * 10, labelAtMs: fromMs + i * 10 + delayMs };
-  });
-}
+const rows = labelledRows;
 
 test('only matured predictions count: older than the observed delay quantile', () => {
   const c = compareLabels(

@@ -5,7 +5,7 @@
  * simulation with a fixed seed).
  */
 import type { LiveCounts, SliceCounts } from '../../src/analysis/guardrail';
-import { compareLabels, type LabelledPrediction } from '../../src/analysis/labels';
+import { compareLabels } from '../../src/analysis/labels';
 import { nextAction, type PolicyInput } from '../../src/analysis/policy';
 import { alphaShares, assessAllLabels, assessGuardrails, declaredSlices } from '../../src/analysis/slices';
 import { wilsonInterval } from '../../src/analysis/shadow';
@@ -13,8 +13,9 @@ import type { Assessment } from '../../src/analysis/types';
 import { planSchema, type Guardrail, type Watch } from '../../src/plan/schema';
 import { checkPlan } from '../../src/plan/validate';
 import { checkSliceValues } from '../../src/providers/checks';
-import { gaussian, seededRandom } from '../../src/providers/inprocess/random';
+import { seededRandom } from '../../src/providers/inprocess/random';
 import { initialState, PromotionRun } from '../../src/workflows/run';
+import { labelledRows } from '../helpers/labelled-rows';
 
 const noLatency = () => ({ candidate: { bins: [], maxMs: null }, champion: { bins: [], maxMs: null } });
 
@@ -245,14 +246,7 @@ test.each<[string, Assessment[], string]>([
 
 // ---- labels per slice ----
 
-function rows(n: number, signal: number, seed: string): LabelledPrediction[] {
-  const rand = seededRandom(seed);
-  return Array.from({ length: n }, (_, i) => {
-    const label = rand() < 0.3 ? 1 : 0;
-    const score = 1 / (1 + Math.exp(-(signal * (label - 0.3) + gaussian(rand))));
-    return { score, label, atMs: i * 10, labelAtMs: i * 10 + 100 };
-  });
-}
+const rows = (n: number, signal: number, seed: string) => labelledRows(n, signal, seed, 100);
 
 test('labels: a slice whose quality dropped fails, named; the others do not', () => {
   const labels: NonNullable<Watch['labels']> = {

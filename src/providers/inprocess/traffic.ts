@@ -8,7 +8,13 @@ import type { LabelledPrediction } from '../../analysis/labels';
 import type { ScorePair } from '../../analysis/shadow';
 import type { WindowCounts } from '../../analysis/types';
 import { LATENCY_BOUNDS_MS, latencyBucket } from '../../serving/gateway/prediction-log/types';
-import { MAX_LABELLED_ROWS, type MetricsSource, type SliceValue, type WindowQuery } from '../types';
+import {
+  MAX_LABELLED_ROWS,
+  type MetricsSource,
+  type SliceValue,
+  type SliceValuesQuery,
+  type WindowQuery,
+} from '../types';
 import type { InProcessPlane } from './plane';
 import { pickVersion } from '../../serving/gateway/routing';
 import { gaussian, seededRandom } from './random';
@@ -188,13 +194,7 @@ export class InProcessMetrics implements MetricsSource {
     return Promise.resolve(rows);
   }
 
-  sliceValues(q: {
-    model: string;
-    key: string;
-    fromMs: number;
-    toMs: number;
-    limit: number;
-  }): Promise<SliceValue[]> {
+  sliceValues(q: SliceValuesQuery): Promise<SliceValue[]> {
     const requests = new Map<string, number>();
     for (const [listKey, list] of this.buckets) {
       const [versionKey, key, value] = listKey.split('\u0000');

@@ -2,7 +2,13 @@
 import type { LabelledPrediction } from '../../analysis/labels';
 import type { ScorePair } from '../../analysis/shadow';
 import type { WindowCounts } from '../../analysis/types';
-import { MAX_LABELLED_ROWS, type MetricsSource, type SliceValue, type WindowQuery } from '../types';
+import {
+  MAX_LABELLED_ROWS,
+  type MetricsSource,
+  type SliceValue,
+  type SliceValuesQuery,
+  type WindowQuery,
+} from '../types';
 import type { GatewayClient } from './gateway-client';
 
 const enc = encodeURIComponent;
@@ -40,13 +46,7 @@ export class GatewayMetrics implements MetricsSource {
     );
   }
 
-  sliceValues(q: {
-    model: string;
-    key: string;
-    fromMs: number;
-    toMs: number;
-    limit: number;
-  }): Promise<SliceValue[]> {
+  sliceValues(q: SliceValuesQuery): Promise<SliceValue[]> {
     return this.gateway.admin<SliceValue[]>(
       'GET',
       `slices/${enc(q.model)}?key=${enc(q.key)}&${span(q)}&limit=${q.limit}`,

@@ -9,6 +9,8 @@ import { WriteBuffer } from './buffer';
 import {
   SQL,
   asJsonArray,
+  countsQuery,
+  labelledQuery,
   forPostgres,
   foldCounts,
   fromRow,
@@ -212,9 +214,9 @@ export class PostgresPredictionLog implements PredictionLog {
     slice?: SliceFilter,
   ): Promise<WindowCounts> {
     await this.flush();
-    const params = { model, version, role, from_ms: fromMs, to_ms: toMs, ...sliceParams(slice) };
-    const { rows } = await this.run(slice ? SQL.sliceCounts : SQL.counts, params);
-    const units = await this.run(slice ? SQL.sliceUnits : SQL.units, params);
+    const q = countsQuery({ model, version, fromMs, toMs, role }, slice);
+    const { rows } = await this.run(q.counts, q.params);
+    const units = await this.run(q.units, q.params);
     return foldCounts(rows as never[], units.rows[0] as never);
   }
 
@@ -267,22 +269,13 @@ export class PostgresPredictionLog implements PredictionLog {
     slice?: SliceFilter,
   ): Promise<LabelledRow[]> {
     await this.flush();
-    const params = {
-      model,
-      version,
-      from_ms: fromMs,
-      to_ms: toMs,
-      limit: readLimit(limit),
-      ...sliceParams(slice),
-    };
+    const q = labelledQuery({ model, version, fromMs, toMs, limit: readLimit(limit) }, slice);
     // PostgreSQL gives bigints as strings.
-    return ((await this.run(slice ? SQL.sliceLabelled : SQL.labelled, params)).rows as LabelledRow[]).map(
-      (r) => ({
-        ...r,
-        atMs: Number(r.atMs),
-        labelAtMs: Number(r.labelAtMs),
-      }),
-    );
+    return ((await this.run(q.sql, q.params)).rows as LabelledRow[]).map((r) => ({
+      ...r,
+      atMs: Number(r.atMs),
+      labelAtMs: Number(r.labelAtMs),
+    }));
   }
 
   async pairsJson(
@@ -307,15 +300,8 @@ export class PostgresPredictionLog implements PredictionLog {
     slice?: SliceFilter,
   ): Promise<Buffer> {
     await this.flush();
-    const params = {
-      model,
-      version,
-      from_ms: fromMs,
-      to_ms: toMs,
-      limit: readLimit(limit),
-      ...sliceParams(slice),
-    };
-    return this.json(slice ? SQL.sliceLabelled : SQL.labelled, params);
+    const q = labelledQuery({ model, version, fromMs, toMs, limit: readLimit(limit) }, slice);
+    return this.json(q.sql, q.params);
   }
 
   private async json(sql: string, params: Record<string, unknown>): Promise<Buffer> {
@@ -349,6 +335,3 @@ export class PostgresPredictionLog implements PredictionLog {
     }
   }
 }
-
-const sliceParams = (slice: SliceFilter | undefined) =>
-  slice ? { slice_key: slice.key, slice_value: slice.value } : {};

@@ -3,7 +3,13 @@
  * them by name, PostgreSQL gets them renumbered `$1..` (see `forPostgres`). Only the column types
  * of the schema differ.
  */
-import { LATENCY_BOUNDS_MS, latencyBucket, type Prediction, type WindowCounts } from './types';
+import {
+  LATENCY_BOUNDS_MS,
+  latencyBucket,
+  type Prediction,
+  type SliceFilter,
+  type WindowCounts,
+} from './types';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -129,6 +135,41 @@ export const SQL = {
 } as const;
 
 export type Query = keyof typeof SQL;
+
+type Window = { model: string; version: string; fromMs: number; toMs: number };
+const inSlice = (slice: SliceFilter | null | undefined) =>
+  slice ? { slice_key: slice.key, slice_value: slice.value } : {};
+
+/** The counts and units statements of a window (of one slice, when given) and their parameters. */
+export function countsQuery(w: Window & { role: string }, slice: SliceFilter | null | undefined) {
+  return {
+    counts: slice ? SQL.sliceCounts : SQL.counts,
+    units: slice ? SQL.sliceUnits : SQL.units,
+    params: {
+      model: w.model,
+      version: w.version,
+      role: w.role,
+      from_ms: w.fromMs,
+      to_ms: w.toMs,
+      ...inSlice(slice),
+    },
+  };
+}
+
+/** The labelled-rows statement of a window (of one slice, when given) and its parameters. */
+export function labelledQuery(w: Window & { limit: number }, slice: SliceFilter | null | undefined) {
+  return {
+    sql: slice ? SQL.sliceLabelled : SQL.labelled,
+    params: {
+      model: w.model,
+      version: w.version,
+      from_ms: w.fromMs,
+      to_ms: w.toMs,
+      limit: w.limit,
+      ...inSlice(slice),
+    },
+  };
+}
 
 /**
  * PostgreSQL: a row query's answer as one JSON text value (`json`), built by the server, so the

@@ -9,7 +9,7 @@ import { basename, dirname } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { InvalidInputError } from '../../../common/errors';
-import { SQL, fromRow, foldCounts, schema, toRow, type Row } from './queries';
+import { SQL, countsQuery, foldCounts, fromRow, labelledQuery, schema, toRow, type Row } from './queries';
 import type { LabelInput, Prediction, SliceFilter } from './types';
 
 const { file, role } = workerData as { file: string; role: 'writer' | 'reader' };
@@ -92,22 +92,14 @@ const pairs = (
 const labelled = (
   model: string,
   version: string,
-  from_ms: number,
-  to_ms: number,
+  fromMs: number,
+  toMs: number,
   limit: number,
   slice: SliceFilter | null,
-) =>
-  slice
-    ? stmt(SQL.sliceLabelled).all({
-        model,
-        version,
-        from_ms,
-        to_ms,
-        limit,
-        slice_key: slice.key,
-        slice_value: slice.value,
-      })
-    : stmt(SQL.labelled).all({ model, version, from_ms, to_ms, limit });
+) => {
+  const q = labelledQuery({ model, version, fromMs, toMs, limit }, slice);
+  return stmt(q.sql).all(q.params);
+};
 
 /** JSON as bytes in an ArrayBuffer of their own (transferable without a copy). */
 const jsonBytes = (value: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(value));
@@ -118,20 +110,13 @@ const ops: Record<string, Op> = {
   counts: (
     model: string,
     version: string,
-    from_ms: number,
-    to_ms: number,
+    fromMs: number,
+    toMs: number,
     role: string,
     slice: SliceFilter | null,
   ) => {
-    if (slice) {
-      const params = { model, version, role, from_ms, to_ms, slice_key: slice.key, slice_value: slice.value };
-      return foldCounts(
-        stmt(SQL.sliceCounts).all(params) as never[],
-        stmt(SQL.sliceUnits).get(params) as never,
-      );
-    }
-    const params = { model, version, role, from_ms, to_ms };
-    return foldCounts(stmt(SQL.counts).all(params) as never[], stmt(SQL.units).get(params) as never);
+    const q = countsQuery({ model, version, fromMs, toMs, role }, slice);
+    return foldCounts(stmt(q.counts).all(q.params) as never[], stmt(q.units).get(q.params) as never);
   },
   sliceValues: (model: string, slice_key: string, from_ms: number, to_ms: number, limit: number) =>
     (
