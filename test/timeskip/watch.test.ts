@@ -93,6 +93,19 @@ test('a 7-day watch with hourly checks completes, continuing as new on the way',
     'labels auc: Pass',
   ]);
   expect(stack.plane.snapshot().models[model]!.aliases.champion).toBe('v2');
+  // No timer is cancelled on the way (the lease loop's included): the time-skipping server strands
+  // a run whose completion cancels a timer that fired meanwhile (sdk-java#3088).
+  const events = [];
+  // Every run of the chain, newest first: each run's start names the run it continued.
+  for (let runId: string | undefined = undefined, runs = 0; runs < 20; runs++) {
+    const history = await env.client.workflow.getHandle(id, runId).fetchHistory();
+    events.push(...(history.events ?? []));
+    runId =
+      history.events?.[0]?.workflowExecutionStartedEventAttributes?.continuedExecutionRunId || undefined;
+    if (!runId) break;
+  }
+  expect(events.filter((e) => e.timerStartedEventAttributes).length).toBeGreaterThan(10);
+  expect(events.filter((e) => e.timerCanceledEventAttributes).map((e) => e.eventId?.toString())).toEqual([]);
 }, 300_000);
 
 test('delayed labels that turn bad on day 3 roll back after 100%', async () => {
