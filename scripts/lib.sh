@@ -105,6 +105,34 @@ ensure_postgres() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
 }
 
+# nginx (Debian's package) for the data-plane benchmark's comparison.
+ensure_nginx() {
+  if [[ -n "${PROMOTE_NGINX:-}" ]]; then return 0; fi
+  if command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]]; then
+    PROMOTE_NGINX="$(command -v nginx || echo /usr/sbin/nginx)"; export PROMOTE_NGINX; return 0
+  fi
+  if [[ "$(id -u)" != "0" ]]; then say "nginx is missing: install Debian's nginx-light package"; return 1; fi
+  say "installing nginx (apt-get install nginx-light; first run only)..."
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null
+  PROMOTE_NGINX=/usr/sbin/nginx; export PROMOTE_NGINX
+}
+
+# vegeta, the open-loop HTTP load generator, built with go install into the per-user cache.
+VEGETA_VERSION="v12.12.0"
+ensure_vegeta() {
+  if [[ -n "${PROMOTE_VEGETA:-}" ]]; then return 0; fi
+  local dir="$PROMOTE_CACHE/vegeta/$VEGETA_VERSION"
+  if [[ ! -x "$dir/vegeta" ]]; then
+    command -v go >/dev/null 2>&1 || { say "vegeta is missing and Go is not installed to build it; set PROMOTE_VEGETA"; return 1; }
+    say "installing vegeta $VEGETA_VERSION with go install into $dir (first run only, about a minute)..."
+    mkdir -p "$dir.tmp"
+    GOBIN="$dir.tmp" GOFLAGS=-mod=mod go install "github.com/tsenart/vegeta/v12@$VEGETA_VERSION" >&2
+    mkdir -p "$dir" && mv "$dir.tmp/vegeta" "$dir/vegeta" && rmdir "$dir.tmp"
+  fi
+  PROMOTE_VEGETA="$dir/vegeta"; export PROMOTE_VEGETA
+}
+
 ensure_all() {
   ensure_node_modules
   ensure_build
