@@ -70,7 +70,7 @@ test('assignment is sticky by entity, and a weight increase only moves entities 
 });
 
 test('mirroring never holds up the primary response, and a full mirror queue drops and counts', async () => {
-  await g.restart({ mirrorQueue: 5 });
+  await g.restart({ mirrorQueue: 5, mirrorConcurrency: 4 });
   await split({ v1: 100 }, { shadow: { version: 'v2', sampleRate: 1 } });
   v2.hold = true; // the shadow never answers
   for (let i = 0; i < 20; i++) expect(await g.invoke(`e${i}`)).toMatchObject({ status: 200, version: 'v1' });
@@ -87,7 +87,7 @@ test('mirroring never holds up the primary response, and a full mirror queue dro
 });
 
 test('the mirror queue is bounded by bytes as well as by count', async () => {
-  await g.restart({ mirrorQueue: 1000, mirrorQueueBytes: 3000 });
+  await g.restart({ mirrorQueue: 1000, mirrorQueueBytes: 3000, mirrorConcurrency: 4 });
   await split({ v1: 100 }, { shadow: { version: 'v2', sampleRate: 1 } });
   v2.hold = true;
   const big = { dataframe_split: { columns: ['amount', 'note'], data: [[1, 'x'.repeat(900)]] } };

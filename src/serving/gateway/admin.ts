@@ -62,10 +62,58 @@ const ENDPOINTS: Record<string, { methods: string[]; names: number[] }> = {
   policies: { methods: ['PUT', 'DELETE'], names: [2] },
 };
 
+/** An admin request as data: what `respond` needs, whichever process received it. */
+export interface AdminCall {
+  method: string;
+  /** The bearer token presented, if any. */
+  token: string | null;
+  segments: string[];
+  pathname: string;
+  /** The query string (without '?'). */
+  query: string;
+  /** The body of a PUT (at most 64 KiB), as text. */
+  body: string | null;
+}
+
+const unauthorized = () =>
+  new HttpError(401, 'admin API: missing or wrong bearer token', { 'www-authenticate': 'Bearer' });
+
+function endpointOf(
+  segments: string[],
+  pathname: string,
+  method: string,
+): { resource: string; names: string[] } {
+  const [resource = '', ...names] = segments;
+  const endpoint = Object.hasOwn(ENDPOINTS, resource) ? ENDPOINTS[resource] : undefined;
+  if (!endpoint || !endpoint.names.includes(names.length))
+    throw new HttpError(404, `admin API: no such endpoint ${quote(pathname)}`);
+  if (!endpoint.methods.includes(method)) throw methodNotAllowed(method, pathname, endpoint.methods);
+  return { resource, names };
+}
+
+/**
+ * Reads an admin request off the wire: the token is checked and the endpoint and method known
+ * before any body is read, and a body is read only for PUT, bounded.
+ */
+export async function readAdminCall(
+  req: IncomingMessage,
+  token: string,
+  segments: string[],
+  pathname: string,
+  query: URLSearchParams,
+): Promise<AdminCall> {
+  const presented = bearerToken(req);
+  if (!tokenMatches(presented, token)) throw unauthorized();
+  const method = req.method ?? '';
+  endpointOf(segments, pathname, method);
+  const body = method === 'PUT' ? (await readBody(req, MAX_ADMIN_BODY)).toString('utf8') : null;
+  return { method, token: presented, segments, pathname, query: query.toString(), body };
+}
+
 export class AdminApi {
   constructor(private readonly d: AdminDeps) {}
 
-  /** Handles `/admin/<segments>`. */
+  /** Handles `/admin/<segments>` over HTTP. */
   async handle(
     req: IncomingMessage,
     res: ServerResponse,
@@ -73,18 +121,22 @@ export class AdminApi {
     pathname: string,
     query: URLSearchParams,
   ): Promise<void> {
-    if (!tokenMatches(bearerToken(req), this.d.token))
-      throw new HttpError(401, 'admin API: missing or wrong bearer token', { 'www-authenticate': 'Bearer' });
-    const [resource = '', ...names] = segments;
-    const endpoint = Object.hasOwn(ENDPOINTS, resource) ? ENDPOINTS[resource] : undefined;
-    if (!endpoint || !endpoint.names.includes(names.length))
-      throw new HttpError(404, `admin API: no such endpoint ${quote(pathname)}`);
-    const method = req.method ?? '';
-    if (!endpoint.methods.includes(method)) throw methodNotAllowed(method, pathname, endpoint.methods);
+    const call = await readAdminCall(req, this.d.token, segments, pathname, query);
+    sendJson(res, 200, await this.respond(call));
+  }
+
+  /**
+   * Answers an admin call (from this process's HTTP server, or forwarded by a worker process).
+   * Throws HttpError and the domain errors, which `errorAnswer` turns into answers.
+   */
+  async respond(call: AdminCall): Promise<unknown> {
+    if (!tokenMatches(call.token, this.d.token)) throw unauthorized();
+    const { resource, names } = endpointOf(call.segments, call.pathname, call.method);
     const model = names[0] === undefined ? '' : checkName(names[0], 'model');
     const version = names[1] === undefined ? '' : checkName(names[1], 'version');
-    const body = method === 'PUT' ? jsonObject(await readBody(req, MAX_ADMIN_BODY), `admin ${resource}`) : {};
-    sendJson(res, 200, await this.answer(resource, method, model, version, body, query));
+    const body =
+      call.method === 'PUT' ? jsonObject(Buffer.from(call.body ?? '', 'utf8'), `admin ${resource}`) : {};
+    return this.answer(resource, call.method, model, version, body, new URLSearchParams(call.query));
   }
 
   private async answer(

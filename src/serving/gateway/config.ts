@@ -1,4 +1,5 @@
 /** The gateway process's settings from its environment; every problem is a clear message at start. */
+import { availableParallelism } from 'node:os';
 import { readSecret, type Env } from '../../common/secret';
 import { parseDuration } from '../../plan/duration';
 import { DEFAULT_RETENTION_MS } from './prediction-log';
@@ -27,6 +28,18 @@ export interface GatewayConfig {
   predictionLog: string;
   port: number;
   host: string;
+  /** Gateway processes serving requests (1: a single process; more: a primary and that many workers). */
+  processes: number;
+}
+
+/** PROMOTE_GATEWAY_PROCESSES: 1..64; default one per core, at most 8. */
+export function readProcesses(env: Env): number {
+  const raw = env.PROMOTE_GATEWAY_PROCESSES;
+  if (raw === undefined || raw.trim() === '') return Math.min(availableParallelism(), 8);
+  const n = Number(raw.trim());
+  if (!Number.isInteger(n) || n < 1 || n > 64)
+    throw new Error(`PROMOTE_GATEWAY_PROCESSES: "${raw.slice(0, 40)}" is not a whole number from 1 to 64`);
+  return n;
 }
 
 export function readConfig(env: Env): GatewayConfig {
@@ -48,5 +61,6 @@ export function readConfig(env: Env): GatewayConfig {
     predictionLog: env.PROMOTE_PREDICTION_LOG ?? `sqlite:${stateDir}/predictions.db`,
     port,
     host: env.PROMOTE_GATEWAY_HOST ?? '127.0.0.1',
+    processes: readProcesses(env),
   };
 }

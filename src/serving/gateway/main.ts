@@ -6,8 +6,12 @@
  *   PROMOTE_INGEST_TOKEN[_FILE]    bearer token of the labels endpoint (required, differs from the admin token)
  *   PROMOTE_PREDICTION_LOG         sqlite:<file> (default sqlite:<state dir>/predictions.db) or a postgres:// URL
  *   PROMOTE_PREDICTION_RETENTION   how long predictions are kept (a duration, default 30d)
+ *   PROMOTE_GATEWAY_PROCESSES      processes serving requests (default one per core, at most 8; 1 = a
+ *                                  single process; more = a primary and that many workers, cluster.ts)
  */
+import cluster from 'node:cluster';
 import { createLogger } from '../../common/logger';
+import { runPrimary, runWorker } from './cluster';
 import { readConfig } from './config';
 import { installLastResort } from './last-resort';
 import { openPredictionLog } from './prediction-log';
@@ -16,8 +20,14 @@ import { Gateway } from './server';
 export { openPredictionLog } from './prediction-log';
 
 async function main(): Promise<void> {
-  const logger = createLogger('promote-gateway');
   const config = readConfig(process.env);
+  if (config.processes > 1) {
+    const logger = createLogger(cluster.isPrimary ? 'promote-gateway' : 'promote-gateway-worker');
+    if (cluster.isPrimary) runPrimary(config, logger, { processes: config.processes });
+    else runWorker(config, logger);
+    return;
+  }
+  const logger = createLogger('promote-gateway');
   const log = openPredictionLog(config.predictionLog, {
     retentionMs: config.retentionMs,
     onError: (err, what) => logger.warn({ err }, `prediction log: ${what} failed (retried)`),

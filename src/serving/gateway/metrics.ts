@@ -4,6 +4,17 @@
  * codes), never raw input, so a client cannot grow the series count.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/** The instruments of one (model, version, role), resolved once: no label hashing per request. */
+export interface Series {
+  requests(code: number): { inc(): void };
+  errors: { inc(): void };
+  latency: { observe(v: number): void };
+  scores: { observe(v: number): void };
+}
+
+/** Series kept at most; beyond it they are resolved per call (labels stay bounded by the routes). */
+const MAX_CACHED_SERIES = 10_000;
 import type { PredictionLogStats } from './prediction-log';
 
 export class GatewayInstruments {
@@ -16,6 +27,28 @@ export class GatewayInstruments {
   readonly rejected: Counter<'code'>;
   readonly leaseExpired: Counter<'model'>;
   readonly uncaught: Counter<'kind'>;
+  private readonly cache = new Map<string, Series>();
+
+  /** The instruments of a (model, version, role); names are the gateway's own (checked names). */
+  series(model: string, version: string, role: string): Series {
+    const key = `${model}\u0000${version}\u0000${role}`;
+    let s = this.cache.get(key);
+    if (s) return s;
+    const labels = { model, version, role };
+    const codes = new Map<number, { inc(): void }>();
+    s = {
+      requests: (code) => {
+        let c = codes.get(code);
+        if (!c) codes.set(code, (c = this.requests.labels({ ...labels, code: String(code) })));
+        return c;
+      },
+      errors: this.errors.labels(labels),
+      latency: this.latency.labels(labels),
+      scores: this.scores.labels(labels),
+    };
+    if (this.cache.size < MAX_CACHED_SERIES) this.cache.set(key, s);
+    return s;
+  }
 
   constructor(sources: {
     mirror: () => { depth: number; bytes: number };

@@ -11,6 +11,17 @@ export function hash32(text: string): number {
   return h >>> 0;
 }
 
+/** Weights in version order, computed once per weights object (a route's weights are replaced, never edited). */
+const layouts = new WeakMap<object, Array<[string, number]>>();
+function layout(weights: Readonly<Record<string, number>>): Array<[string, number]> {
+  let sorted = layouts.get(weights);
+  if (!sorted) {
+    sorted = Object.entries(weights).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    layouts.set(weights, sorted);
+  }
+  return sorted;
+}
+
 /**
  * The version a key is assigned to: the key's hash picks a point in [0, 10000) and the weights
  * are laid out in version order. While the weights are unchanged a key always lands on the same
@@ -20,7 +31,7 @@ export function pickVersion(weights: Readonly<Record<string, number>>, key: stri
   const point = (hash32(key) % 10_000) / 100;
   let acc = 0;
   let last: string | undefined;
-  for (const [version, weight] of Object.entries(weights).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+  for (const [version, weight] of layout(weights)) {
     if (weight <= 0) continue;
     acc += weight;
     last = version;

@@ -10,9 +10,10 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Registry } from 'prom-client';
 import { NotFoundError } from '../../common/errors';
 import type { Logger } from '../../common/logger';
-import { AdminApi } from './admin';
+import { AdminApi, readAdminCall, type AdminCall } from './admin';
 import {
   HttpError,
+  RawJson,
   answerClientError,
   bearerToken,
   checkName,
@@ -32,8 +33,15 @@ import { Mirror } from './mirror';
 import { PredictionLogUnavailable, type Prediction, type PredictionLog } from './prediction-log';
 import { pickVersion } from './routing';
 import { StateStore, type GatewayState, type ModelState, type Thresholds } from './state';
-import { noteFeatures, sliceValuesOf, stickyKeyOf } from './traffic-input';
-import { Upstream, type UpstreamAnswer } from './upstream';
+import {
+  FEATURE_TYPES,
+  MAX_FEATURES,
+  MAX_FEATURE_NAME,
+  noteFeatures,
+  sliceValuesOf,
+  stickyKeyOf,
+} from './traffic-input';
+import { Upstream, firstScore, type UpstreamAnswer } from './upstream';
 
 export type { Fault, GatewayRoute, GatewayState, Thresholds } from './state';
 export { stickyKeyOf } from './traffic-input';
@@ -50,7 +58,10 @@ export interface GatewayOptions {
   mirrorQueue?: number;
   /** Bytes of mirrored bodies waiting at most; beyond it they are dropped and counted. Default 32 MiB. */
   mirrorQueueBytes?: number;
-  /** Mirrored requests in flight at once. Default 4. */
+  /**
+   * Mirrored requests in flight at once (and connections per shadow server). Default 128: enough for
+   * a shadow answering in 100 ms at 1,000 mirrored requests/s.
+   */
   mirrorConcurrency?: number;
   /** Upstream timeout, ms. Default 10000. */
   upstreamTimeoutMs?: number;
@@ -69,9 +80,45 @@ export interface GatewayOptions {
   maxInFlight?: number;
   /** Client connections at most. Default 8192. */
   maxConnections?: number;
+  /**
+   * Set in a worker process of the multi-process gateway (cluster/): the state is a replica its
+   * primary keeps current (`applyState`), and admin calls, labels and metrics are answered by the
+   * primary. `stateDir` is then unused and `log` only records.
+   */
+  primary?: PrimaryLink;
+}
+
+/** An answer made elsewhere (by the primary process), sent as it is. */
+export interface Answer {
+  status: number;
+  headers: Record<string, string>;
+  /** The JSON (or, for metrics, text) body. */
+  payload: string;
+}
+
+/** What a worker asks its primary process (src/serving/gateway/cluster). */
+export interface PrimaryLink {
+  admin(call: AdminCall): Promise<Answer>;
+  labels(model: string, token: string | null, body: string): Promise<Answer>;
+  metrics(): Promise<Answer>;
+  /** Columns this worker has seen for a model (the primary keeps the union and persists it). */
+  features(model: string, columns: Array<[string, string]>): void;
 }
 
 const DEFAULT_THRESHOLDS: Thresholds = { review: 0.5, block: 0.9 };
+
+function checkIngestToken(token: string | null, expected: string): void {
+  if (!tokenMatches(token, expected))
+    throw new HttpError(401, 'labels: missing or wrong bearer token (the ingest token)', {
+      'www-authenticate': 'Bearer',
+    });
+}
+
+function sendAnswer(res: ServerResponse, answer: Answer): void {
+  if (answer.headers['content-type'] && answer.headers['content-type'] !== 'application/json')
+    return sendText(res, answer.status, answer.payload, answer.headers['content-type']);
+  sendJson(res, answer.status, answer.payload, answer.headers);
+}
 /** A client's own request id or entity key is kept up to this many characters. */
 const MAX_CLIENT_TEXT = 200;
 
@@ -97,12 +144,12 @@ export class Gateway {
         'the ingest token must differ from the admin token (a label source must not change routes)',
       );
     this.maxBody = opts.maxBodyBytes ?? 1 << 20;
-    this.store = new StateStore(opts.stateDir, Date.now());
+    this.store = new StateStore(opts.primary ? null : opts.stateDir, Date.now());
     this.mirror = new Mirror(
       {
         maxQueue: opts.mirrorQueue ?? 1000,
         maxBytes: opts.mirrorQueueBytes ?? 32 << 20,
-        concurrency: opts.mirrorConcurrency ?? 4,
+        concurrency: opts.mirrorConcurrency ?? 128,
         timeoutMs: opts.upstreamTimeoutMs ?? 10_000,
       },
       {
@@ -129,6 +176,66 @@ export class Gateway {
   /** The Prometheus registry (also served at /metrics). */
   get metrics(): Registry {
     return this.instruments.registry;
+  }
+
+  /** Merges columns a worker saw into the model's features (bounded, checked), saved soon. */
+  noteColumns(model: string, columns: unknown): void {
+    const m = this.store.get(model);
+    if (!m || !Array.isArray(columns)) return;
+    let changed = false;
+    for (const c of columns.slice(0, MAX_FEATURES)) {
+      if (m.features.size >= MAX_FEATURES) break;
+      if (!Array.isArray(c) || typeof c[0] !== 'string' || typeof c[1] !== 'string') continue;
+      const [name, type] = c as [string, string];
+      if (name === '' || name.length > MAX_FEATURE_NAME || !FEATURE_TYPES.has(type) || m.features.has(name))
+        continue;
+      m.features.set(name, type);
+      changed = true;
+    }
+    if (changed)
+      this.store.saveSoon((err) => this.opts.logger.error({ err }, 'could not save the gateway state'));
+  }
+
+  /** Replaces a worker's replica of the state with its primary's. */
+  applyState(state: unknown): void {
+    this.store.replace(state);
+  }
+
+  /** The number of state changes so far, and a hook called after each (the primary broadcasts). */
+  get stateVersion(): number {
+    return this.store.version;
+  }
+
+  onStateChange(listener: () => void): void {
+    this.store.onSave = listener;
+  }
+
+  /** Starts expiring leases (listen does it; a primary process that does not listen calls this). */
+  startLeases(): void {
+    this.leases.start(this.opts.leaseCheckEveryMs ?? 1000);
+  }
+
+  /** Answers an admin call as data (the primary answering a worker). Never throws. */
+  async answerAdmin(call: AdminCall): Promise<Answer> {
+    return this.answered(() => this.admin.respond(call), call.pathname);
+  }
+
+  /** Answers a labels batch as data (the primary answering a worker). Never throws. */
+  async answerLabels(model: string, token: string | null, body: string): Promise<Answer> {
+    return this.answered(() => this.ingest(model, token, Buffer.from(body, 'utf8')), `labels of ${model}`);
+  }
+
+  private async answered(work: () => Promise<unknown>, what: string): Promise<Answer> {
+    try {
+      const value = await work();
+      const payload = value instanceof RawJson ? value.bytes.toString('utf8') : JSON.stringify(value);
+      return { status: 200, headers: {}, payload };
+    } catch (err) {
+      const answer = errorAnswer(err);
+      if (answer.status === 500) this.opts.logger.error({ err, what: what.slice(0, 200) }, 'gateway error');
+      else this.instruments.rejected.inc({ code: String(answer.status) });
+      return { status: answer.status, headers: answer.headers, payload: JSON.stringify(answer.body) };
+    }
   }
 
   /** Counts an error that reached a last-resort handler (see main.ts). */
@@ -178,7 +285,7 @@ export class Gateway {
     });
     // A listener error after start (e.g. out of file descriptors) is logged, never an uncaught throw.
     server.on('error', (err) => this.opts.logger.error({ err }, 'gateway listener error'));
-    this.leases.start(this.opts.leaseCheckEveryMs ?? 1000);
+    if (!this.opts.primary) this.startLeases();
     const address = server.address();
     const actual = typeof address === 'object' && address ? address.port : port;
     return { url: `http://${host}:${actual}` };
@@ -214,6 +321,7 @@ export class Gateway {
       }
       if (first === 'metrics' && n === 1) {
         if (req.method !== 'GET') throw methodNotAllowed(req.method, pathname, ['GET']);
+        if (this.opts.primary) return sendAnswer(res, await this.opts.primary.metrics());
         return sendText(res, 200, await this.metrics.metrics(), this.metrics.contentType);
       }
       if (first === 'models' && n === 3 && (action === 'invocations' || action === 'labels')) {
@@ -221,8 +329,13 @@ export class Gateway {
         if (action === 'labels') return await this.labels(checkName(model!, 'model'), req, res);
         return await this.invoke(checkName(model!, 'model'), req, res);
       }
-      if (first === 'admin')
-        return await this.admin.handle(req, res, target.segments.slice(1), pathname, target.query);
+      if (first === 'admin') {
+        if (!this.opts.primary)
+          return await this.admin.handle(req, res, target.segments.slice(1), pathname, target.query);
+        const segments = target.segments.slice(1);
+        const call = await readAdminCall(req, this.opts.adminToken, segments, pathname, target.query);
+        return sendAnswer(res, await this.opts.primary.admin(call));
+      }
       throw new HttpError(404, `no such endpoint: ${quote(req.method ?? '')} ${quote(pathname)}`);
     } catch (err) {
       const answer = errorAnswer(err);
@@ -272,8 +385,10 @@ export class Gateway {
     const slices = route.sliceKeys.length > 0 ? sliceValuesOf(route.sliceKeys, req.headers, parsed) : null;
     const ids = { requestId, clientRequestId, entityKey, model, slices };
     this.observe({ ...ids, version, role: 'primary', latencyMs }, answer);
-    if (answer.status >= 200 && answer.status < 300 && noteFeatures(m.features, parsed))
-      this.store.saveSoon((err) => this.opts.logger.error({ err }, 'could not save the gateway state'));
+    if (answer.status >= 200 && answer.status < 300 && noteFeatures(m.features, parsed)) {
+      if (this.opts.primary) this.opts.primary.features(model, [...m.features]);
+      else this.store.saveSoon((err) => this.opts.logger.error({ err }, 'could not save the gateway state'));
+    }
     // Mirroring happens after the primary answer is sent, through a bounded queue.
     const shadow = route.shadow;
     if (shadow && shadow.version !== version && Math.random() < shadow.sampleRate)
@@ -293,18 +408,25 @@ export class Gateway {
   }
 
   private async labels(model: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (!tokenMatches(bearerToken(req), this.opts.ingestToken))
-      throw new HttpError(401, 'labels: missing or wrong bearer token (the ingest token)', {
-        'www-authenticate': 'Bearer',
-      });
+    const token = bearerToken(req);
+    checkIngestToken(token, this.opts.ingestToken);
     this.routed(model);
-    const body = parseJson(await readBody(req, this.maxBody), 'labels');
+    const body = await readBody(req, this.maxBody);
+    if (this.opts.primary)
+      return sendAnswer(res, await this.opts.primary.labels(model, token, body.toString('utf8')));
+    sendJson(res, 200, await this.ingest(model, token, body));
+  }
+
+  private async ingest(model: string, token: string | null, raw: Buffer): Promise<unknown> {
+    checkIngestToken(token, this.opts.ingestToken);
+    this.routed(model);
+    const body = parseJson(raw, 'labels');
     const labels =
       body && typeof body === 'object' && !Array.isArray(body) && Object.hasOwn(body, 'labels')
         ? (body as { labels: unknown }).labels
         : undefined;
     try {
-      sendJson(res, 200, await this.opts.log.ingestLabels(model, labels));
+      return await this.opts.log.ingestLabels(model, labels);
     } catch (err) {
       if (err instanceof PredictionLogUnavailable) throw new HttpError(503, err.message);
       throw err;
@@ -324,7 +446,6 @@ export class Gateway {
       return {
         status: 503,
         body: JSON.stringify({ error: `${model}/${version} has no model server` }),
-        score: null,
       };
     const fault = m.faults.get(version);
     if (fault?.latencyMs) await new Promise((r) => setTimeout(r, fault.latencyMs));
@@ -332,7 +453,6 @@ export class Gateway {
       return {
         status: 503,
         body: JSON.stringify({ error: `injected fault on ${model}/${version}` }),
-        score: null,
       };
     return upstream.invoke(backend, body, `${model}/${version}`);
   }
@@ -344,13 +464,13 @@ export class Gateway {
     >,
     answer: UpstreamAnswer,
   ): void {
-    const labels = { model: p.model, version: p.version, role: p.role };
-    this.instruments.requests.inc({ ...labels, code: String(answer.status) });
-    if (answer.status >= 400) this.instruments.errors.inc(labels);
-    this.instruments.latency.observe(labels, p.latencyMs / 1000);
-    if (answer.score !== null) this.instruments.scores.observe(labels, answer.score);
+    const series = this.instruments.series(p.model, p.version, p.role);
+    series.requests(answer.status).inc();
+    if (answer.status >= 400) series.errors.inc();
+    series.latency.observe(p.latencyMs / 1000);
+    const score = firstScore(answer);
+    if (score !== null) series.scores.observe(score);
     const t = this.store.get(p.model)?.policies.get(p.version) ?? DEFAULT_THRESHOLDS;
-    const score = answer.score;
     const decision =
       score === null ? null : score >= t.block ? 'block' : score >= t.review ? 'review' : 'allow';
     this.opts.log.record([{ ...p, score, decision, status: answer.status, atMs: Date.now() }]);

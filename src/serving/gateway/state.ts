@@ -70,13 +70,31 @@ function named(v: unknown): [string, unknown][] {
 
 export class StateStore {
   private readonly models = new Map<string, ModelState>();
-  private readonly file: JsonFile<unknown>;
+  private readonly file: JsonFile<unknown> | null;
   private saveTimer: NodeJS.Timeout | null = null;
+  private changes = 0;
+  /** Called after every save (the multi-process gateway sends the new state to its workers). */
+  onSave: (() => void) | null = null;
 
-  /** Loads the state file; active leases get a fresh time to live from `nowMs` (the restart). */
-  constructor(stateDir: string, nowMs: number) {
-    this.file = new JsonFile<unknown>(join(stateDir, 'gateway-state.json'), () => ({}));
-    this.load(this.file.read(), nowMs);
+  /**
+   * Loads the state file; active leases get a fresh time to live from `nowMs` (the restart).
+   * Without a folder the store is a replica: it persists nothing and takes its state from `replace`.
+   */
+  constructor(stateDir: string | null, nowMs: number) {
+    this.file =
+      stateDir === null ? null : new JsonFile<unknown>(join(stateDir, 'gateway-state.json'), () => ({}));
+    if (this.file) this.load(this.file.read(), nowMs);
+  }
+
+  /** Counts saves: a change to the state since a given count means there is something to send. */
+  get version(): number {
+    return this.changes;
+  }
+
+  /** Replaces everything with `state` (a replica receiving its primary's state). Leases as given. */
+  replace(state: unknown): void {
+    this.models.clear();
+    this.load(state, null);
   }
 
   get(model: string): ModelState | undefined {
@@ -97,7 +115,13 @@ export class StateStore {
   save(): void {
     if (this.saveTimer) clearTimeout(this.saveTimer);
     this.saveTimer = null;
-    this.file.write(this.toJSON());
+    try {
+      this.file?.write(this.toJSON());
+    } finally {
+      // Workers get the change even when writing it failed: the state in memory is what routes.
+      this.changes++;
+      this.onSave?.();
+    }
   }
 
   /** Writes the state within a second: for observations (features) that change in bursts. */
@@ -136,7 +160,7 @@ export class StateStore {
     };
   }
 
-  private load(raw: unknown, nowMs: number): void {
+  private load(raw: unknown, nowMs: number | null): void {
     const doc = isObject(raw) ? raw : {};
     const each = (section: string, apply: (m: ModelState, value: unknown) => void) => {
       for (const [model, value] of named(doc[section])) apply(this.ensure(model), value);
@@ -159,7 +183,7 @@ export class StateStore {
     });
     each('leases', (m, v) => {
       if (isObject(v) && typeof v.holder === 'string')
-        m.lease = leaseAfterRestart(v as unknown as Lease, nowMs);
+        m.lease = nowMs === null ? (v as unknown as Lease) : leaseAfterRestart(v as unknown as Lease, nowMs);
     });
   }
 }

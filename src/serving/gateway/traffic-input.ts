@@ -92,6 +92,9 @@ export function sliceValuesOf(
   return out;
 }
 
+/** The value types a feature is noted with. */
+export const FEATURE_TYPES: ReadonlySet<string> = new Set(['long', 'double', 'boolean', 'string']);
+
 const typeOf = (value: unknown) =>
   typeof value === 'number'
     ? Number.isInteger(value)

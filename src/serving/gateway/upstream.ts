@@ -9,8 +9,6 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 export interface UpstreamAnswer {
   status: number;
   body: string;
-  /** The first prediction, when it is a number. */
-  score: number | null;
 }
 
 export interface UpstreamOptions {
@@ -25,10 +23,15 @@ export interface UpstreamOptions {
 const failure = (status: number, error: string): UpstreamAnswer => ({
   status,
   body: JSON.stringify({ error }),
-  score: null,
 });
 
-function firstScore(text: string): number | null {
+/**
+ * The first prediction of a 2xx answer, when it is a number. Called after the answer has been sent
+ * to the client: parsing it is not on the response's path.
+ */
+export function firstScore(answer: UpstreamAnswer): number | null {
+  if (answer.status < 200 || answer.status >= 300) return null;
+  const text = answer.body;
   try {
     const parsed = JSON.parse(text) as unknown;
     const predictions =
@@ -76,7 +79,7 @@ export class Upstream {
         res.on('end', () => {
           const text = Buffer.concat(chunks).toString('utf8');
           const status = res.statusCode ?? 502;
-          done({ status, body: text, score: status >= 200 && status < 300 ? firstScore(text) : null });
+          done({ status, body: text });
         });
         res.on('error', (err) => done(failure(502, `${what} did not answer: ${err.message}`)));
       };
