@@ -339,6 +339,7 @@ export function runWorker(config: GatewayConfig, logger: Logger): void {
     ingestToken: config.ingestToken,
     logger,
     primary: link,
+    worker: cluster.worker?.id,
   });
   installLastResort(process, logger, (kind) => gateway.countUncaught(kind));
   let listening = false;

@@ -86,6 +86,8 @@ export interface GatewayOptions {
    * primary. `stateDir` is then unused and `log` only records.
    */
   primary?: PrimaryLink;
+  /** This worker's number (1..N), answered by /health so an operator can tell the processes apart. */
+  worker?: number;
 }
 
 /** An answer made elsewhere (by the primary process), sent as it is. */
@@ -317,7 +319,7 @@ export class Gateway {
       if (first === 'health' && n === 1) {
         if (req.method !== 'GET' && req.method !== 'HEAD')
           throw methodNotAllowed(req.method, pathname, ['GET', 'HEAD']);
-        return sendJson(res, 200, { ok: true });
+        return sendJson(res, 200, this.opts.worker ? { ok: true, worker: this.opts.worker } : { ok: true });
       }
       if (first === 'metrics' && n === 1) {
         if (req.method !== 'GET') throw methodNotAllowed(req.method, pathname, ['GET']);
