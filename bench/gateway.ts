@@ -11,12 +11,12 @@
  * the gateway is stopped cleanly and its prediction log is counted against the requests sent.
  * Prints one JSON object.
  *
- *   npm run bench:gateway -- [--seconds 10] [--trials 100] [--quick]
+ *   npm run bench:gateway -- [--seconds 10] [--trials 100] [--processes N] [--quick]
  * (scripts/bench-gateway.sh installs nginx and vegeta if missing)
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
@@ -35,6 +35,8 @@ const arg = (name: string, fallback: number) => {
   return v;
 };
 const QUICK = flag('quick');
+/** Gateway processes (PROMOTE_GATEWAY_PROCESSES); absent: the gateway's default (one per core). */
+const PROCESSES = argv.includes('--processes') ? Math.round(arg('processes', 1)) : null;
 const SECONDS = arg('seconds', QUICK ? 3 : 10);
 const TRIALS = Math.round(arg('trials', QUICK ? 20 : 100));
 const VEGETA = process.env.PROMOTE_VEGETA ?? 'vegeta';
@@ -221,6 +223,7 @@ async function main(): Promise<void> {
       PROMOTE_GATEWAY_STATE_DIR: stateDir,
       PROMOTE_GATEWAY_TOKEN: ADMIN,
       PROMOTE_INGEST_TOKEN: `${ADMIN}-ingest`,
+      ...(PROCESSES === null ? {} : { PROMOTE_GATEWAY_PROCESSES: String(PROCESSES) }),
       LOG_LEVEL: 'warn',
     });
     const gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
@@ -378,8 +381,10 @@ async function main(): Promise<void> {
       ),
     });
     const result = {
-      command: `npm run bench:gateway --${QUICK ? ' --quick' : ''} --seconds ${SECONDS} --trials ${TRIALS}`,
+      command: `npm run bench:gateway --${QUICK ? ' --quick' : ''} --seconds ${SECONDS} --trials ${TRIALS}${PROCESSES === null ? '' : ` --processes ${PROCESSES}`}`,
       machine: { cores: cpus().length, node: process.version },
+      gateway_processes: PROCESSES ?? `default (${Math.min(availableParallelism(), 8)})`,
+      body_parse_us: parseCost(),
       seconds_per_case: SECONDS,
       cases: Object.fromEntries(Object.entries(cases).map(([k, c]) => [k, pick(c)])),
       gateway_vs_nginx: Object.fromEntries(rates.map((r) => [String(r), at(r)])),
@@ -403,6 +408,32 @@ async function main(): Promise<void> {
     for (const child of children.reverse()) if (child.exitCode === null) await stopProcess(child);
     if (!process.env.PROMOTE_BENCH_KEEP) rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** Microseconds one JSON.parse of a body takes (median of repetitions): the gateway's one parse. */
+function parseCost(): Record<string, number> {
+  const sized = (bytes: number) => {
+    const row = JSON.parse(body(0)) as { dataframe_split: { columns: string[]; data: number[][] } };
+    const rows = Math.max(1, Math.round(bytes / JSON.stringify(row.dataframe_split.data[0]).length));
+    row.dataframe_split.data = Array.from({ length: rows }, () => row.dataframe_split.data[0]!);
+    return JSON.stringify(row);
+  };
+  const time = (text: string) => {
+    const reps = Math.max(20, Math.min(2000, Math.round(2_000_000 / text.length)));
+    const samples: number[] = [];
+    for (let i = 0; i < reps; i++) {
+      const t = process.hrtime.bigint();
+      JSON.parse(text);
+      samples.push(Number(process.hrtime.bigint() - t) / 1000);
+    }
+    return Number(quantile(samples, 0.5).toFixed(1));
+  };
+  const small = body(0);
+  return {
+    [`${small.length}_bytes`]: time(small),
+    '64_KiB': time(sized(64 << 10)),
+    '1_MiB': time(sized(1 << 20)),
+  };
 }
 
 function gap(a: Case, b: Case, key: 'p50_ms' | 'p99_ms'): number {
