@@ -39,6 +39,8 @@ const QUICK = flag('quick');
 const PROCESSES = argv.includes('--processes') ? Math.round(arg('processes', 1)) : null;
 const SECONDS = arg('seconds', QUICK ? 3 : 10);
 const TRIALS = Math.round(arg('trials', QUICK ? 20 : 100));
+/** Alternating rounds of the fast and the slow shadow. */
+const ROUNDS = QUICK ? 1 : 3;
 const VEGETA = process.env.PROMOTE_VEGETA ?? 'vegeta';
 const NGINX = process.env.PROMOTE_NGINX ?? 'nginx';
 const ROOT = resolve(__dirname, '..');
@@ -311,9 +313,18 @@ async function main(): Promise<void> {
     const top = rates[rates.length - 1]!;
     await setUp(MIRROR, v2.url);
     await route(MIRROR, { v1: 100 }, true);
-    cases[`gateway_mirror_fast_${top}`] = await onGateway(MIRROR, top);
-    await gateway.admin('PUT', `backends/${MIRROR}/v2`, { url: slow.url });
-    cases[`gateway_mirror_slow_${top}`] = await onGateway(MIRROR, top);
+    // A p99 moves by a millisecond or more between runs on a shared machine: the fast and the slow
+    // shadow alternate for ROUNDS rounds, and the effect is the median of the rounds' differences.
+    const slowEffect: number[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      await gateway.admin('PUT', `backends/${MIRROR}/v2`, { url: v2.url });
+      const fast = await onGateway(MIRROR, top);
+      await gateway.admin('PUT', `backends/${MIRROR}/v2`, { url: slow.url });
+      const slowCase = await onGateway(MIRROR, top);
+      slowEffect.push(gap(slowCase, fast, 'p99_ms'));
+      cases[`gateway_mirror_fast_${top}${round ? `_round${round + 1}` : ''}`] = fast;
+      cases[`gateway_mirror_slow_${top}${round ? `_round${round + 1}` : ''}`] = slowCase;
+    }
     proxy = await nginx({ split: null, mirror: 'v2' });
     await warm(viaNginx(MIRROR));
     cases[`nginx_mirror_fast_${top}`] = await load.attack(viaNginx(MIRROR), top, SECONDS);
@@ -389,7 +400,8 @@ async function main(): Promise<void> {
       cases: Object.fromEntries(Object.entries(cases).map(([k, c]) => [k, pick(c)])),
       gateway_vs_nginx: Object.fromEntries(rates.map((r) => [String(r), at(r)])),
       slow_shadow_p99_added_ms: {
-        gateway: gap(cases[`gateway_mirror_slow_${top}`]!, cases[`gateway_mirror_fast_${top}`]!, 'p99_ms'),
+        gateway_median_of_rounds: Number(quantile(slowEffect, 0.5).toFixed(3)),
+        gateway_rounds: slowEffect,
         nginx: gap(cases[`nginx_mirror_slow_${top}`]!, cases[`nginx_mirror_fast_${top}`]!, 'p99_ms'),
       },
       sweep: { cases: sweep, highest_rate_p99_under_10ms: held },
