@@ -95,15 +95,18 @@ export function runPrimary(config: GatewayConfig, logger: Logger, opts: ClusterO
       }
     }
   };
-  /** Sends the current state to every worker; resolves when all have it (stragglers are replaced). */
-  const broadcast = async (): Promise<void> => {
+  /** Sends the current state to every worker (called after every change). */
+  const broadcast = (): void => {
     const version = gateway.stateVersion;
     const state = gateway.snapshot();
     for (const id of acked.keys()) {
       const worker = cluster.workers?.[id];
       if (worker) send(worker, { t: 'promote:state', version, state });
     }
-    await new Promise<void>((resolve) => {
+  };
+  /** Resolves when every worker has acknowledged `version`; stragglers are killed and replaced. */
+  const everyWorkerHas = (version: number): Promise<void> =>
+    new Promise<void>((resolve) => {
       const w = { version, resolve };
       waiting.add(w);
       settleWaits();
@@ -122,8 +125,7 @@ export function runPrimary(config: GatewayConfig, logger: Logger, opts: ClusterO
         resolve();
       }, ackTimeoutMs).unref();
     });
-  };
-  gateway.onStateChange(() => void broadcast());
+  gateway.onStateChange(broadcast);
 
   const metricsFor = async (): Promise<Answer> => {
     const id = nextId++;
@@ -179,7 +181,7 @@ export function runPrimary(config: GatewayConfig, logger: Logger, opts: ClusterO
         const before = gateway.stateVersion;
         void gateway.answerAdmin(m.call).then(async (answer) => {
           // Answered once every worker routes by the change (a read changes nothing: no wait).
-          if (gateway.stateVersion !== before) await broadcast();
+          if (gateway.stateVersion !== before) await everyWorkerHas(gateway.stateVersion);
           reply(m.id, answer);
         });
         return;
