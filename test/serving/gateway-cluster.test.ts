@@ -97,10 +97,12 @@ describe('the gateway with two worker processes', () => {
     return { status: r.status, version: r.headers['x-promote-version'] as string | undefined };
   };
   const lease = (holder: string, ttlMs = 60_000) => ({ holder, champion: 'v1', candidate: 'v2', ttlMs });
+  /** The primary's worker processes (its other children, e.g. tsx's esbuild service, left out). */
   const workersOf = (pid: number) =>
-    execFileSync('ps', ['-o', 'pid=', '--ppid', String(pid)], { encoding: 'utf8' })
+    execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(pid)], { encoding: 'utf8' })
       .split('\n')
-      .map((l) => Number(l.trim()))
+      .filter((line) => line.includes(MAIN))
+      .map((line) => Number(line.trim().split(/\s+/)[0]))
       .filter((n) => n > 0);
 
   beforeAll(async () => {
@@ -178,8 +180,9 @@ describe('the gateway with two worker processes', () => {
   });
 
   test('a killed worker is replaced and counted; the others keep serving', async () => {
-    const [victim] = workersOf(child.pid!);
-    expect(victim).toBeDefined();
+    const workers = workersOf(child.pid!);
+    expect(workers).toHaveLength(2);
+    const victim = workers[0];
     process.kill(victim!, 'SIGKILL');
     // Requests keep being answered (a connection to the dead worker may fail once).
     let ok = 0;
