@@ -44,14 +44,22 @@ ensure_temporal_cli() {
     TEMPORAL_CLI_PATH="$(command -v temporal)"; export TEMPORAL_CLI_PATH; return 0
   fi
   local dir="$PROMOTE_CACHE/temporal-cli/$TEMPORAL_CLI_VERSION"
-  if [[ ! -x "$dir/temporal" ]]; then
-    command -v go >/dev/null 2>&1 || { say "the Temporal CLI is missing and Go is not installed to build it; set TEMPORAL_CLI_PATH"; return 1; }
-    say "installing the Temporal CLI $TEMPORAL_CLI_VERSION with go install into $dir (first run only, several minutes)..."
-    mkdir -p "$dir.tmp"
-    GOBIN="$dir.tmp" GOFLAGS=-mod=mod go install "github.com/temporalio/cli/cmd/temporal@$TEMPORAL_CLI_VERSION" >&2
-    mkdir -p "$dir" && mv "$dir.tmp/temporal" "$dir/temporal" && rmdir "$dir.tmp"
-  fi
+  go_install_cached "$dir" temporal "github.com/temporalio/cli/cmd/temporal@$TEMPORAL_CLI_VERSION" \
+    "the Temporal CLI $TEMPORAL_CLI_VERSION" "several minutes" TEMPORAL_CLI_PATH || return 1
   TEMPORAL_CLI_PATH="$dir/temporal"; export TEMPORAL_CLI_PATH
+}
+
+# Builds a Go program into a per-user cache folder once: go_install_cached DIR BINARY MODULE@VERSION
+# WHAT DURATION OVERRIDE (OVERRIDE names the variable a user can set instead). Moved into place only
+# when the build succeeded, so an interrupted build is redone.
+go_install_cached() {
+  local dir="$1" binary="$2" module="$3" what="$4" duration="$5" override="$6"
+  [[ -x "$dir/$binary" ]] && return 0
+  command -v go >/dev/null 2>&1 || { say "$what is missing and Go is not installed to build it; set $override"; return 1; }
+  say "installing $what with go install into $dir (first run only, $duration)..."
+  mkdir -p "$dir.tmp"
+  GOBIN="$dir.tmp" GOFLAGS=-mod=mod go install "$module" >&2
+  mkdir -p "$dir" && mv "$dir.tmp/$binary" "$dir/$binary" && rmdir "$dir.tmp"
 }
 
 # The time-skipping test server (Temporal's Java test server from Maven Central) and an exec
@@ -123,13 +131,8 @@ VEGETA_VERSION="v12.12.0"
 ensure_vegeta() {
   if [[ -n "${PROMOTE_VEGETA:-}" ]]; then return 0; fi
   local dir="$PROMOTE_CACHE/vegeta/$VEGETA_VERSION"
-  if [[ ! -x "$dir/vegeta" ]]; then
-    command -v go >/dev/null 2>&1 || { say "vegeta is missing and Go is not installed to build it; set PROMOTE_VEGETA"; return 1; }
-    say "installing vegeta $VEGETA_VERSION with go install into $dir (first run only, about a minute)..."
-    mkdir -p "$dir.tmp"
-    GOBIN="$dir.tmp" GOFLAGS=-mod=mod go install "github.com/tsenart/vegeta/v12@$VEGETA_VERSION" >&2
-    mkdir -p "$dir" && mv "$dir.tmp/vegeta" "$dir/vegeta" && rmdir "$dir.tmp"
-  fi
+  go_install_cached "$dir" vegeta "github.com/tsenart/vegeta/v12@$VEGETA_VERSION" \
+    "vegeta $VEGETA_VERSION" "about a minute" PROMOTE_VEGETA || return 1
   PROMOTE_VEGETA="$dir/vegeta"; export PROMOTE_VEGETA
 }
 

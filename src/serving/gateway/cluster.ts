@@ -64,20 +64,36 @@ const send = (worker: Worker, message: Down) => {
   if (worker.isConnected()) worker.send(message);
 };
 
-/** Runs the primary: forks the workers and answers them until SIGTERM/SIGINT. */
-export function runPrimary(config: GatewayConfig, logger: Logger, opts: ClusterOptions): void {
-  const log = openPredictionLog(config.predictionLog, {
-    retentionMs: config.retentionMs,
-    onError: (err, what) => logger.warn({ err }, `prediction log: ${what} failed (retried)`),
-  });
+/**
+ * The gateway of this process from its settings: over its own prediction log, or, with `worker`,
+ * over a worker's forwarding log. Installs the last-resort handlers, counting on this gateway.
+ */
+export function openGateway(
+  config: GatewayConfig,
+  logger: Logger,
+  worker?: { log: PredictionLog; primary: PrimaryLink; id?: number },
+): { gateway: Gateway; log: PredictionLog } {
+  const log =
+    worker?.log ??
+    openPredictionLog(config.predictionLog, {
+      retentionMs: config.retentionMs,
+      onError: (err, what) => logger.warn({ err }, `prediction log: ${what} failed (retried)`),
+    });
   const gateway = new Gateway({
     stateDir: config.stateDir,
     log,
     adminToken: config.adminToken,
     ingestToken: config.ingestToken,
     logger,
+    ...(worker ? { primary: worker.primary, worker: worker.id } : {}),
   });
   installLastResort(process, logger, (kind) => gateway.countUncaught(kind));
+  return { gateway, log };
+}
+
+/** Runs the primary: forks the workers and answers them until SIGTERM/SIGINT. */
+export function runPrimary(config: GatewayConfig, logger: Logger, opts: ClusterOptions): void {
+  const { gateway, log } = openGateway(config, logger);
   const ackTimeoutMs = opts.ackTimeoutMs ?? 2000;
   /** Workers that have the state and listen, with the state version each acknowledged. */
   const acked = new Map<number, number>();
@@ -334,16 +350,7 @@ export function runWorker(config: GatewayConfig, logger: Logger): void {
     features: (model, columns) => up({ t: 'promote:features', model, columns }),
   };
   const log = new ForwardingLog((rows) => up({ t: 'promote:rows', rows }));
-  const gateway = new Gateway({
-    stateDir: config.stateDir,
-    log,
-    adminToken: config.adminToken,
-    ingestToken: config.ingestToken,
-    logger,
-    primary: link,
-    worker: cluster.worker?.id,
-  });
-  installLastResort(process, logger, (kind) => gateway.countUncaught(kind));
+  const { gateway } = openGateway(config, logger, { log, primary: link, id: cluster.worker?.id });
   let listening = false;
   let stopping = false;
   const stop = (code: number) => {

@@ -11,11 +11,8 @@
  */
 import cluster from 'node:cluster';
 import { createLogger } from '../../common/logger';
-import { runPrimary, runWorker } from './cluster';
+import { openGateway, runPrimary, runWorker } from './cluster';
 import { readConfig } from './config';
-import { installLastResort } from './last-resort';
-import { openPredictionLog } from './prediction-log';
-import { Gateway } from './server';
 
 export { openPredictionLog } from './prediction-log';
 
@@ -28,18 +25,7 @@ async function main(): Promise<void> {
     return;
   }
   const logger = createLogger('promote-gateway');
-  const log = openPredictionLog(config.predictionLog, {
-    retentionMs: config.retentionMs,
-    onError: (err, what) => logger.warn({ err }, `prediction log: ${what} failed (retried)`),
-  });
-  const gateway = new Gateway({
-    stateDir: config.stateDir,
-    log,
-    adminToken: config.adminToken,
-    ingestToken: config.ingestToken,
-    logger,
-  });
-  installLastResort(process, logger, (kind) => gateway.countUncaught(kind));
+  const { gateway, log } = openGateway(config, logger);
   const { url } = await gateway.listen(config.port, config.host);
   logger.info({ url, retentionMs: config.retentionMs }, 'gateway listening');
   const stop = () => {
