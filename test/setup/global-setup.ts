@@ -12,12 +12,23 @@ import { freePort, temporalCliPath } from '../helpers/tools';
 
 export default async function globalSetup(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'promote-test-'));
-  const port = await freePort();
-  const server = await startDevServer({
-    cliPath: temporalCliPath(),
-    port,
-    logFile: join(dir, 'temporal.log'),
-  });
+  // A free port can be taken by another process between the probe and the server's bind (the dev
+  // server then exits: "address already in use"); a new port is tried, three times at most.
+  let server: Awaited<ReturnType<typeof startDevServer>> | undefined;
+  for (let attempt = 1; !server; attempt++) {
+    try {
+      server = await startDevServer({
+        cliPath: temporalCliPath(),
+        port: await freePort(),
+        logFile: join(dir, `temporal-${attempt}.log`),
+      });
+    } catch (err) {
+      if (attempt >= 3 || !/exited with/.test(String(err))) throw err;
+      process.stderr.write(
+        `promote tests: the Temporal dev server did not start (${String(err)}); trying another port\n`,
+      );
+    }
+  }
   (globalThis as Record<string, unknown>).__PROMOTE_DEV_SERVER__ = server;
   const { code } = await bundleWorkflowCode({
     workflowsPath: require.resolve('../../src/workflows'),
