@@ -11,7 +11,7 @@
  * the gateway is stopped cleanly and its prediction log is counted against the requests sent.
  * Prints one JSON object.
  *
- *   npm run bench:gateway -- [--seconds 10] [--trials 100] [--processes N] [--quick]
+ *   npm run bench:gateway -- [--seconds 10] [--rounds 3] [--trials 100] [--processes N] [--quick]
  * (scripts/bench-gateway.sh installs nginx and vegeta if missing)
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -39,16 +39,25 @@ const QUICK = flag('quick');
 const PROCESSES = argv.includes('--processes') ? Math.round(arg('processes', 1)) : null;
 const SECONDS = arg('seconds', QUICK ? 3 : 10);
 const TRIALS = Math.round(arg('trials', QUICK ? 20 : 100));
-/** Alternating rounds of the fast and the slow shadow. */
-const ROUNDS = QUICK ? 1 : 3;
+/** Rounds of every case (medians reported). */
+const ROUNDS = Math.round(arg('rounds', QUICK ? 1 : 3));
 const VEGETA = process.env.PROMOTE_VEGETA ?? 'vegeta';
 const NGINX = process.env.PROMOTE_NGINX ?? 'nginx';
 const ROOT = resolve(__dirname, '..');
 const ADMIN = 'bench-admin-token';
 const ENTITIES = 1000;
-/** The split model (v1 95%, v2 5%) and the mirror-only model (v1 100%, v2 shadow). */
-const SPLIT = 'bench-split';
-const MIRROR = 'bench-mirror';
+/**
+ * One model per variant, so no case reconfigures anything: v1 is the champion, v2 the candidate
+ * (the 100 ms fixture for `mirror_slow`). nginx has one location per variant.
+ */
+const VARIANTS = {
+  split: { model: 'bench-split', weights: { v1: 95, v2: 5 }, shadow: false, slow: false },
+  split_mirror: { model: 'bench-split-mirror', weights: { v1: 95, v2: 5 }, shadow: true, slow: false },
+  mirror_fast: { model: 'bench-mirror-fast', weights: { v1: 100 }, shadow: true, slow: false },
+  mirror_slow: { model: 'bench-mirror-slow', weights: { v1: 100 }, shadow: true, slow: true },
+} as const;
+type Variant = keyof typeof VARIANTS;
+const SPLIT = VARIANTS.split.model;
 
 /** A request body like a tabular model's: 30 features in MLflow's dataframe_split form. */
 function body(i: number): string {
@@ -150,16 +159,15 @@ async function started(child: ChildProcess, url: string, what: string): Promise<
   throw new Error(`${what} did not answer ${url} within 30 s`);
 }
 
-function nginxConfig(
-  dir: string,
-  port: number,
-  up: { v1: number; v2: number; slow: number },
-  mirror: { split: string | null; mirror: string },
-): string {
+function nginxConfig(dir: string, port: number, up: { v1: number; v2: number; slow: number }): string {
   const upstream = (name: string, p: number) =>
     `  upstream ${name} { server 127.0.0.1:${p}; keepalive 128; }`;
   const proxy = 'proxy_http_version 1.1; proxy_set_header Connection "";';
-  const mirrorLines = (to: string | null) => (to ? `mirror /mirror-${to}; mirror_request_body on;` : '');
+  const location = (v: (typeof VARIANTS)[Variant]) => {
+    const mirror = v.shadow ? `mirror /mirror-${v.slow ? 'slow' : 'v2'}; mirror_request_body on; ` : '';
+    const to = 'v2' in v.weights ? '$version' : 'v1';
+    return `    location = /models/${v.model}/invocations { ${mirror}proxy_pass http://${to}/invocations; ${proxy} }`;
+  };
   return `worker_processes auto;
 daemon off;
 pid ${dir}/nginx.pid;
@@ -180,13 +188,32 @@ ${upstream('slow', up.slow)}
   split_clients "\${http_x_entity_id}" $version { 5% v2; * v1; }
   server {
     listen 127.0.0.1:${port};
-    location = /models/${SPLIT}/invocations { ${mirrorLines(mirror.split)} proxy_pass http://$version/invocations; ${proxy} }
-    location = /models/${MIRROR}/invocations { ${mirrorLines(mirror.mirror)} proxy_pass http://v1/invocations; ${proxy} }
+${Object.values(VARIANTS).map(location).join('\n')}
     location = /mirror-v2 { internal; proxy_pass http://v2/invocations; ${proxy} }
     location = /mirror-slow { internal; proxy_pass http://slow/invocations; ${proxy} }
   }
 }
 `;
+}
+
+/** Per-round results of one (path, variant, rate), summarised by medians. */
+function summarise(runs: Case[]): Case & { rounds_p99_ms: number[] } {
+  const med = (k: 'p50_ms' | 'p99_ms' | 'rate_achieved') =>
+    Number(
+      quantile(
+        runs.map((r) => r[k]),
+        0.5,
+      ).toFixed(3),
+    );
+  return {
+    p50_ms: med('p50_ms'),
+    p99_ms: med('p99_ms'),
+    max_ms: Math.max(...runs.map((r) => r.max_ms)),
+    requests: runs.reduce((n, r) => n + r.requests, 0),
+    success: Math.min(...runs.map((r) => r.success)),
+    rate_achieved: med('rate_achieved'),
+    rounds_p99_ms: runs.map((r) => r.p99_ms),
+  };
 }
 
 async function main(): Promise<void> {
@@ -232,44 +259,33 @@ async function main(): Promise<void> {
     await started(gatewayProcess, `${gatewayUrl}/health`, 'the gateway');
     const gateway = new GatewayClient(gatewayUrl, ADMIN);
     const lease = 'bench/gateway';
-    const setUp = async (model: string, candidate: string) => {
-      await gateway.admin('PUT', `backends/${model}/v1`, { url: v1.url });
-      await gateway.admin('PUT', `backends/${model}/v2`, { url: candidate });
-      await gateway.admin('PUT', `routes/${model}`, {
-        weights: { v1: 100 },
-        shadow: null,
-        stickyKey: 'header:x-entity-id',
-      });
-      await gateway.admin('PUT', `leases/${model}`, {
+    const stickyKey = 'header:x-entity-id';
+    for (const v of Object.values(VARIANTS)) {
+      await gateway.admin('PUT', `backends/${v.model}/v1`, { url: v1.url });
+      await gateway.admin('PUT', `backends/${v.model}/v2`, { url: v.slow ? slow.url : v2.url });
+      await gateway.admin('PUT', `routes/${v.model}`, { weights: { v1: 100 }, shadow: null, stickyKey });
+      await gateway.admin('PUT', `leases/${v.model}`, {
         holder: lease,
         champion: 'v1',
         candidate: 'v2',
         ttlMs: 6 * 3_600_000,
       });
-    };
-    const route = (model: string, weights: Record<string, number>, shadow: boolean) =>
-      gateway.admin('PUT', `routes/${model}`, {
-        weights,
-        shadow: shadow ? { version: 'v2', sampleRate: 1 } : null,
-        stickyKey: 'header:x-entity-id',
+      await gateway.admin('PUT', `routes/${v.model}`, {
+        weights: v.weights,
+        shadow: v.shadow ? { version: 'v2', sampleRate: 1 } : null,
+        stickyKey,
         lease,
       });
-    await setUp(SPLIT, v2.url);
+    }
 
     const nginxPort = await freePort();
-    const nginx = async (mirror: { split: string | null; mirror: string }) => {
-      const confDir = join(dir, `nginx-${mirror.split ?? 'none'}-${mirror.mirror}`);
-      mkdirSync(confDir, { recursive: true });
-      chmodSync(confDir, 0o755);
-      const conf = join(confDir, 'nginx.conf');
-      writeFileSync(
-        conf,
-        nginxConfig(confDir, nginxPort, { v1: v1.port, v2: v2.port, slow: slow.port }, mirror),
-      );
-      const child = spawnChild(NGINX, ['-c', conf, '-p', confDir, '-e', join(confDir, 'error.log')]);
-      await started(child, `http://127.0.0.1:${nginxPort}/`, 'nginx');
-      return child;
-    };
+    const confDir = join(dir, 'nginx');
+    mkdirSync(confDir, { recursive: true });
+    chmodSync(confDir, 0o755);
+    const conf = join(confDir, 'nginx.conf');
+    writeFileSync(conf, nginxConfig(confDir, nginxPort, { v1: v1.port, v2: v2.port, slow: slow.port }));
+    const proxy = spawnChild(NGINX, ['-c', conf, '-p', confDir, '-e', join(confDir, 'error.log')]);
+    await started(proxy, `http://127.0.0.1:${nginxPort}/`, 'nginx');
 
     const load = new Load(dir);
     const directUrl = `${v1.url}/invocations`;
@@ -282,63 +298,59 @@ async function main(): Promise<void> {
       return r;
     };
     const rates = QUICK ? [300] : [300, 1000];
-    const cases: Record<string, Case & { codes: Record<string, number> }> = {};
-    const warm = async (url: string) => void (await load.attack(url, 200, 1));
-
-    // Warm-ups (not measured): connections, JIT.
-    await warm(directUrl);
-    await route(SPLIT, { v1: 95, v2: 5 }, false);
-    gatewaySent += (await load.attack(viaGateway(SPLIT), 200, 1)).requests;
-
-    for (const rate of rates) cases[`direct_${rate}`] = await load.attack(directUrl, rate, SECONDS);
-
-    // The 5% split.
-    for (const rate of rates) cases[`gateway_split_${rate}`] = await onGateway(SPLIT, rate);
-    let proxy = await nginx({ split: null, mirror: 'v2' });
-    await warm(viaNginx(SPLIT));
-    for (const rate of rates)
-      cases[`nginx_split_${rate}`] = await load.attack(viaNginx(SPLIT), rate, SECONDS);
-    await stopProcess(proxy);
-
-    // The split with 100% mirroring to the candidate.
-    await route(SPLIT, { v1: 95, v2: 5 }, true);
-    for (const rate of rates) cases[`gateway_split_mirror_${rate}`] = await onGateway(SPLIT, rate);
-    proxy = await nginx({ split: 'v2', mirror: 'v2' });
-    await warm(viaNginx(SPLIT));
-    for (const rate of rates)
-      cases[`nginx_split_mirror_${rate}`] = await load.attack(viaNginx(SPLIT), rate, SECONDS);
-    await stopProcess(proxy);
-
-    // 100% mirroring to a shadow answering at once, then to one answering in 100 ms.
     const top = rates[rates.length - 1]!;
-    await setUp(MIRROR, v2.url);
-    await route(MIRROR, { v1: 100 }, true);
-    // A p99 moves by a millisecond or more between runs on a shared machine: the fast and the slow
-    // shadow alternate for ROUNDS rounds, and the effect is the median of the rounds' differences.
-    const slowEffect: number[] = [];
-    for (let round = 0; round < ROUNDS; round++) {
-      await gateway.admin('PUT', `backends/${MIRROR}/v2`, { url: v2.url });
-      const fast = await onGateway(MIRROR, top);
-      await gateway.admin('PUT', `backends/${MIRROR}/v2`, { url: slow.url });
-      const slowCase = await onGateway(MIRROR, top);
-      slowEffect.push(gap(slowCase, fast, 'p99_ms'));
-      cases[`gateway_mirror_fast_${top}${round ? `_round${round + 1}` : ''}`] = fast;
-      cases[`gateway_mirror_slow_${top}${round ? `_round${round + 1}` : ''}`] = slowCase;
+    const plan: Array<{ variant: Variant; rate: number }> = [
+      ...rates.flatMap((rate) => [
+        { variant: 'split' as const, rate },
+        { variant: 'split_mirror' as const, rate },
+      ]),
+      { variant: 'mirror_fast', rate: top },
+      { variant: 'mirror_slow', rate: top },
+    ];
+
+    // Warm-ups (not measured): connections, JIT, every worker of both proxies.
+    await load.attack(directUrl, 200, 1);
+    for (const v of Object.values(VARIANTS)) {
+      gatewaySent += (await load.attack(viaGateway(v.model), 300, 1)).requests;
+      await load.attack(viaNginx(v.model), 300, 1);
     }
-    proxy = await nginx({ split: null, mirror: 'v2' });
-    await warm(viaNginx(MIRROR));
-    cases[`nginx_mirror_fast_${top}`] = await load.attack(viaNginx(MIRROR), top, SECONDS);
-    await stopProcess(proxy);
-    proxy = await nginx({ split: null, mirror: 'slow' });
-    await warm(viaNginx(MIRROR));
-    cases[`nginx_mirror_slow_${top}`] = await load.attack(viaNginx(MIRROR), top, SECONDS);
+
+    // A p99 moves by a millisecond or more between runs on a shared machine: every case runs in
+    // ROUNDS rounds, the gateway and nginx back to back within a round, and the figures are the
+    // medians over rounds (gaps: the median of each round's gap).
+    const runs = new Map<string, Case[]>();
+    const add = (key: string, c: Case) => runs.set(key, [...(runs.get(key) ?? []), c]);
+    const gaps = new Map<string, number[]>();
+    const addGap = (key: string, value: number) => gaps.set(key, [...(gaps.get(key) ?? []), value]);
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const rate of rates) add(`direct_${rate}`, await load.attack(directUrl, rate, SECONDS));
+      const byRound = new Map<string, Case>();
+      for (const { variant, rate } of plan) {
+        const model = VARIANTS[variant].model;
+        const g = await onGateway(model, rate);
+        const n = await load.attack(viaNginx(model), rate, SECONDS);
+        add(`gateway_${variant}_${rate}`, g);
+        add(`nginx_${variant}_${rate}`, n);
+        addGap(`${variant}_${rate}_p50`, gap(g, n, 'p50_ms'));
+        addGap(`${variant}_${rate}_p99`, gap(g, n, 'p99_ms'));
+        byRound.set(`gateway_${variant}`, g);
+        byRound.set(`nginx_${variant}`, n);
+      }
+      for (const path of ['gateway', 'nginx'])
+        addGap(
+          `slow_shadow_${path}`,
+          gap(byRound.get(`${path}_mirror_slow`)!, byRound.get(`${path}_mirror_fast`)!, 'p99_ms'),
+        );
+    }
+    const cases = Object.fromEntries([...runs].map(([k, v]) => [k, summarise(v)]));
+    const median = (key: string) => Number(quantile(gaps.get(key) ?? [], 0.5).toFixed(3));
     await stopProcess(proxy);
 
     // The highest rate the gateway holds (split + mirroring) with p99 under 10 ms and no error.
     const sweep: Array<{ rate: number; p99_ms: number; success: number }> = [];
     let held = 0;
     for (const rate of QUICK ? [500, 1000] : [1000, 1500, 2000, 2500, 3000, 4000, 5000]) {
-      const r = await onGateway(SPLIT, rate, Math.min(SECONDS, 5));
+      const r = await onGateway(VARIANTS.split_mirror.model, rate, Math.min(SECONDS, 5));
       sweep.push({ rate, p99_ms: r.p99_ms, success: r.success });
       if (r.p99_ms >= 10 || r.success < 1) break;
       held = rate;
@@ -369,40 +381,24 @@ async function main(): Promise<void> {
     db.close();
     const logged = Object.fromEntries(rows.map((r) => [r.role, r.n]));
 
-    const pick = (c: Case) => ({
-      p50_ms: c.p50_ms,
-      p99_ms: c.p99_ms,
-      max_ms: c.max_ms,
-      success: c.success,
-      requests: c.requests,
-      rate_achieved: c.rate_achieved,
-    });
-    const at = (rate: number) => ({
-      split_p50_gap_ms: gap(cases[`gateway_split_${rate}`]!, cases[`nginx_split_${rate}`]!, 'p50_ms'),
-      split_p99_gap_ms: gap(cases[`gateway_split_${rate}`]!, cases[`nginx_split_${rate}`]!, 'p99_ms'),
-      split_mirror_p50_gap_ms: gap(
-        cases[`gateway_split_mirror_${rate}`]!,
-        cases[`nginx_split_mirror_${rate}`]!,
-        'p50_ms',
-      ),
-      split_mirror_p99_gap_ms: gap(
-        cases[`gateway_split_mirror_${rate}`]!,
-        cases[`nginx_split_mirror_${rate}`]!,
-        'p99_ms',
-      ),
-    });
     const result = {
-      command: `npm run bench:gateway --${QUICK ? ' --quick' : ''} --seconds ${SECONDS} --trials ${TRIALS}${PROCESSES === null ? '' : ` --processes ${PROCESSES}`}`,
+      command: `npm run bench:gateway --${QUICK ? ' --quick' : ''} --seconds ${SECONDS} --rounds ${ROUNDS} --trials ${TRIALS}${PROCESSES === null ? '' : ` --processes ${PROCESSES}`}`,
       machine: { cores: cpus().length, node: process.version },
       gateway_processes: PROCESSES ?? `default (${Math.min(availableParallelism(), 8)})`,
       body_parse_us: parseCost(),
       seconds_per_case: SECONDS,
-      cases: Object.fromEntries(Object.entries(cases).map(([k, c]) => [k, pick(c)])),
-      gateway_vs_nginx: Object.fromEntries(rates.map((r) => [String(r), at(r)])),
+      rounds: ROUNDS,
+      cases,
+      gateway_minus_nginx_median_of_rounds_ms: Object.fromEntries(
+        plan.map(({ variant, rate }) => [
+          `${variant}_${rate}`,
+          { p50: median(`${variant}_${rate}_p50`), p99: median(`${variant}_${rate}_p99`) },
+        ]),
+      ),
       slow_shadow_p99_added_ms: {
-        gateway_median_of_rounds: Number(quantile(slowEffect, 0.5).toFixed(3)),
-        gateway_rounds: slowEffect,
-        nginx: gap(cases[`nginx_mirror_slow_${top}`]!, cases[`nginx_mirror_fast_${top}`]!, 'p99_ms'),
+        gateway_median_of_rounds: median('slow_shadow_gateway'),
+        gateway_rounds: gaps.get('slow_shadow_gateway'),
+        nginx_median_of_rounds: median('slow_shadow_nginx'),
       },
       sweep: { cases: sweep, highest_rate_p99_under_10ms: held },
       rollback_decision_to_last_candidate_request_ms: decision.summary,

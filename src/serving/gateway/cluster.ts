@@ -235,8 +235,9 @@ export function runPrimary(config: GatewayConfig, logger: Logger, opts: ClusterO
     if (stopping) return;
     restarts++;
     logger.error({ worker: worker.id, code, signal }, 'a gateway worker exited: starting another');
-    // A worker that fails at once is not restarted in a tight loop.
-    setTimeout(() => !stopping && cluster.fork(), 250).unref();
+    // A worker that fails at once is not restarted in a tight loop. (Not unref'd: with every worker
+    // gone this timer is what keeps the primary alive to start the next.)
+    setTimeout(() => !stopping && cluster.fork(), 250);
   });
   gateway.startLeases();
   for (let i = 0; i < opts.processes; i++) cluster.fork();
