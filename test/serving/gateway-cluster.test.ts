@@ -7,7 +7,8 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
-import { request } from 'node:http';
+import { createServer, request } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -45,6 +46,41 @@ function fresh(url: string, init: { method?: string; headers?: Record<string, st
     req.end(init.body);
   });
 }
+
+test('a worker that cannot listen (the port is taken) makes the gateway exit, not restart it forever', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'promote-gwc-taken-'));
+  const holder = createServer();
+  await new Promise<void>((r) => holder.listen(0, '127.0.0.1', () => r()));
+  const address = holder.address();
+  const taken = typeof address === 'object' && address ? address.port : 0;
+  try {
+    const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
+      env: {
+        PATH: process.env.PATH ?? '',
+        PROMOTE_GATEWAY_PORT: String(taken),
+        PROMOTE_GATEWAY_STATE_DIR: join(dir, 'gateway'),
+        PROMOTE_GATEWAY_TOKEN: ADMIN,
+        PROMOTE_INGEST_TOKEN: `${ADMIN}-ingest`,
+        PROMOTE_GATEWAY_PROCESSES: '2',
+        LOG_LEVEL: 'fatal',
+      },
+      stdio: 'ignore',
+    });
+    const code = await new Promise<number | null>((resolve) => {
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        resolve(null);
+      }, 30_000);
+      child.once('exit', (c) => {
+        clearTimeout(timer);
+        resolve(c);
+      });
+    });
+    expect(code).toBe(1);
+  } finally {
+    holder.close();
+  }
+}, 40_000);
 
 describe('the gateway with two worker processes', () => {
   let dir: string;
@@ -166,6 +202,35 @@ describe('the gateway with two worker processes', () => {
       holder: 'promo-2',
       state: 'expired',
     });
+  });
+
+  test('a request whose body arrives after a rollback is routed by the rollback', async () => {
+    expect((await admin('PUT', `leases/${MODEL}`, lease('promo-slow'))).status).toBe(200);
+    expect(
+      (await admin('PUT', `routes/${MODEL}`, { weights: { v2: 100 }, lease: 'promo-slow' })).status,
+    ).toBe(200);
+    // Headers and half the body now; the rest after the rollback call has returned.
+    const body = JSON.stringify({ dataframe_split: { columns: ['amount'], data: [[12.5]] } });
+    const socket = connect(port, '127.0.0.1');
+    await new Promise<void>((r) => socket.once('connect', () => r()));
+    const answer = new Promise<string>((resolve) => {
+      let text = '';
+      socket.on('data', (d: Buffer) => (text += d.toString()));
+      socket.on('close', () => resolve(text));
+    });
+    socket.write(
+      `POST /models/${MODEL}/invocations HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n` +
+        `x-entity-id: slow-1\r\nconnection: close\r\ncontent-length: ${body.length}\r\n\r\n${body.slice(0, 10)}`,
+    );
+    await new Promise((r) => setTimeout(r, 200));
+    expect(
+      (await admin('PUT', `routes/${MODEL}`, { weights: { v1: 100 }, lease: 'promo-slow' })).status,
+    ).toBe(200);
+    socket.write(body.slice(10)); // (not end(): a half-closed client gets no answer)
+    const text = await answer;
+    expect(text).toMatch(/^HTTP\/1\.1 200/);
+    expect(text).toMatch(/x-promote-version: v1\r\n/);
+    answered++;
   });
 
   test('metrics are the sum of the workers, whichever worker answers the scrape', async () => {

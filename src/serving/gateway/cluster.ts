@@ -42,7 +42,8 @@ type Up =
   | { t: 'promote:labels'; id: number; model: string; token: string | null; body: string }
   | { t: 'promote:metrics'; id: number }
   | { t: 'promote:metrics-json'; id: number; json: metric[] }
-  | { t: 'promote:bye' };
+  | { t: 'promote:bye' }
+  | { t: 'promote:fatal'; error: string };
 
 /** Messages from the primary to a worker. */
 type Down =
@@ -141,7 +142,11 @@ export function runPrimary(config: GatewayConfig, logger: Logger, opts: ClusterO
         resolve();
       }, ackTimeoutMs).unref();
     });
-  gateway.onStateChange(broadcast);
+  // Every change, a lease expiry included, is one every worker must take within ackTimeoutMs.
+  gateway.onStateChange(() => {
+    broadcast();
+    void everyWorkerHas(gateway.stateVersion);
+  });
 
   const metricsFor = async (): Promise<Answer> => {
     const id = nextId++;
@@ -180,6 +185,7 @@ export function runPrimary(config: GatewayConfig, logger: Logger, opts: ClusterO
     const reply = (id: number, answer: Answer) => send(worker, { t: 'promote:reply', id, answer });
     switch (m.t) {
       case 'promote:ready':
+        if (stopping) return send(worker, { t: 'promote:stop' });
         acked.set(worker.id, -1);
         send(worker, { t: 'promote:state', version: gateway.stateVersion, state: gateway.snapshot() });
         return;
@@ -193,15 +199,23 @@ export function runPrimary(config: GatewayConfig, logger: Logger, opts: ClusterO
       case 'promote:features':
         gateway.noteColumns(m.model, m.columns);
         return;
-      case 'promote:admin': {
-        const before = gateway.stateVersion;
+      case 'promote:admin':
         void gateway.answerAdmin(m.call).then(async (answer) => {
-          // Answered once every worker routes by the change (a read changes nothing: no wait).
-          if (gateway.stateVersion !== before) await everyWorkerHas(gateway.stateVersion);
+          // Answered once every worker routes by the state answered (a change, or for a read the
+          // state read): what an admin call returns is what every worker routes by.
+          await everyWorkerHas(gateway.stateVersion);
           reply(m.id, answer);
         });
         return;
-      }
+      case 'promote:fatal':
+        // A worker that cannot start (e.g. the port is taken) would fail the same way again:
+        // the gateway exits, as a single process does, rather than restart it forever.
+        logger.error(
+          { worker: worker.id, error: String(m.error).slice(0, 500) },
+          'a gateway worker cannot start',
+        );
+        stop(1);
+        return;
       case 'promote:labels':
         void gateway.answerLabels(m.model, m.token, m.body).then((answer) => reply(m.id, answer));
         return;
@@ -243,7 +257,7 @@ export function runPrimary(config: GatewayConfig, logger: Logger, opts: ClusterO
   for (let i = 0; i < opts.processes; i++) cluster.fork();
   logger.info({ processes: opts.processes, port: config.port }, 'gateway primary started its workers');
 
-  const stop = () => {
+  function stop(code = 0): void {
     if (stopping) return;
     stopping = true;
     logger.info('gateway stopping');
@@ -263,10 +277,10 @@ export function runPrimary(config: GatewayConfig, logger: Logger, opts: ClusterO
       .then(() => gateway.close(0))
       .then(() => log.close())
       .catch((err: unknown) => logger.error({ err }, 'gateway did not stop cleanly'))
-      .finally(() => process.exit(0));
-  };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
+      .finally(() => process.exit(code));
+  }
+  process.once('SIGTERM', () => stop());
+  process.once('SIGINT', () => stop());
 }
 
 /**
@@ -277,16 +291,20 @@ export function runPrimary(config: GatewayConfig, logger: Logger, opts: ClusterO
 export class ForwardingLog implements PredictionLog {
   private rows: Prediction[] = [];
   private dropped = 0;
+  /** Rows handed to the IPC channel and not yet written to it (its backlog). */
+  private sending = 0;
   private timer: NodeJS.Timeout | null = null;
 
+  /** `post` sends rows and calls `done` once they are written to the channel (or failed). */
   constructor(
-    private readonly post: (rows: Prediction[]) => void,
+    private readonly post: (rows: Prediction[], done: () => void) => void,
     private readonly maxBuffered = 50_000,
   ) {}
 
   record(rows: Prediction[]): void {
     for (const row of rows) {
-      if (this.rows.length >= this.maxBuffered) this.dropped++;
+      // Waiting here or in the channel's backlog: bounded together, drops counted.
+      if (this.rows.length + this.sending >= this.maxBuffered) this.dropped++;
       else this.rows.push(row);
     }
     if (this.rows.length >= 500) this.send();
@@ -299,7 +317,8 @@ export class ForwardingLog implements PredictionLog {
     if (this.rows.length === 0) return;
     const rows = this.rows;
     this.rows = [];
-    this.post(rows);
+    this.sending += rows.length;
+    this.post(rows, () => (this.sending -= rows.length));
   }
 
   flush(): Promise<void> {
@@ -312,7 +331,7 @@ export class ForwardingLog implements PredictionLog {
   }
 
   stats(): PredictionLogStats {
-    return { buffered: this.rows.length, dropped: this.dropped, written: 0, pruned: 0 };
+    return { buffered: this.rows.length + this.sending, dropped: this.dropped, written: 0, pruned: 0 };
   }
 
   private elsewhere(): Promise<never> {
@@ -350,7 +369,14 @@ export function runWorker(config: GatewayConfig, logger: Logger): void {
     metrics: () => ask((id) => ({ t: 'promote:metrics', id })),
     features: (model, columns) => up({ t: 'promote:features', model, columns }),
   };
-  const log = new ForwardingLog((rows) => up({ t: 'promote:rows', rows }));
+  const log = new ForwardingLog((rows, done) => {
+    // Without the primary the rows have nowhere to go; the worker exits on disconnect.
+    if (!process.connected || !process.send) return done();
+    process.send({ t: 'promote:rows', rows } satisfies Up, (err: Error | null) => {
+      if (err) logger.warn({ err, rows: rows.length }, 'prediction-log rows not sent to the primary');
+      done();
+    });
+  });
   const { gateway } = openGateway(config, logger, { log, primary: link, id: cluster.worker?.id });
   let listening = false;
   let stopping = false;
@@ -378,7 +404,9 @@ export function runWorker(config: GatewayConfig, logger: Logger): void {
           listening = true;
           gateway.listen(config.port, config.host).catch((err: unknown) => {
             logger.error({ err }, 'gateway worker could not listen');
-            process.exit(1);
+            const error = err instanceof Error ? err.message : String(err);
+            if (process.connected) process.send?.({ t: 'promote:fatal', error }, () => process.exit(1));
+            else process.exit(1);
           });
         }
         return;

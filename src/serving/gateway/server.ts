@@ -358,11 +358,15 @@ export class Gateway {
 
   private async invoke(model: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = performance.now();
-    const m = this.routed(model);
+    this.routed(model); // an unknown model's body is never read
     const requestId = randomUUID();
     const clientRequestId = clientText(req.headers['x-request-id']);
     const body = await readBody(req, this.maxBody);
     const parsed = parseJson(body, 'invocation');
+    // The route as it is now, after the body: a client sending its body slowly must not be routed
+    // by weights a rollback (or an expired lease) has replaced meanwhile. A worker's replica
+    // replaces its model objects on every change, so the model is looked up again here.
+    const m = this.routed(model);
     const route = m.route;
     const entityKey = stickyKeyOf(route.stickyKey, req.headers, parsed, MAX_CLIENT_TEXT);
     const version = pickVersion(route.weights, `${model}:${entityKey ?? requestId}`);
