@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { freePort } from '../../src/common/net';
+import { ForwardingLog } from '../../src/serving/gateway/cluster';
 import { stopProcess } from '../../src/dev/temporal';
 import { upstream, type Upstream } from '../helpers/gateway';
 
@@ -47,6 +48,36 @@ function fresh(url: string, init: { method?: string; headers?: Record<string, st
   });
 }
 
+/** The environment of a gateway with two worker processes on `port`, state under `dir`. */
+const twoWorkers = (port: number, dir: string, logLevel: string) => ({
+  PATH: process.env.PATH ?? '',
+  PROMOTE_GATEWAY_PORT: String(port),
+  PROMOTE_GATEWAY_STATE_DIR: join(dir, 'gateway'),
+  PROMOTE_GATEWAY_TOKEN: ADMIN,
+  PROMOTE_INGEST_TOKEN: `${ADMIN}-ingest`,
+  PROMOTE_GATEWAY_PROCESSES: '2',
+  LOG_LEVEL: logLevel,
+});
+
+test("a worker's row buffer is bounded with the channel's backlog when the primary stops reading", () => {
+  const posted: number[] = [];
+  // A primary that never drains: `done` is never called.
+  const log = new ForwardingLog((rows) => posted.push(rows.length), 1200);
+  const row = (i: number) =>
+    ({
+      requestId: `r${i}`,
+      model: MODEL,
+      version: 'v1',
+      role: 'primary',
+      latencyMs: 1,
+      status: 200,
+      atMs: i,
+    }) as never;
+  for (let i = 0; i < 2000; i++) log.record([row(i)]);
+  expect(posted).toEqual([500, 500]);
+  expect(log.stats()).toMatchObject({ buffered: 1200, dropped: 800 });
+});
+
 test('a worker that cannot listen (the port is taken) makes the gateway exit, not restart it forever', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'promote-gwc-taken-'));
   const holder = createServer();
@@ -55,15 +86,7 @@ test('a worker that cannot listen (the port is taken) makes the gateway exit, no
   const taken = typeof address === 'object' && address ? address.port : 0;
   try {
     const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
-      env: {
-        PATH: process.env.PATH ?? '',
-        PROMOTE_GATEWAY_PORT: String(taken),
-        PROMOTE_GATEWAY_STATE_DIR: join(dir, 'gateway'),
-        PROMOTE_GATEWAY_TOKEN: ADMIN,
-        PROMOTE_INGEST_TOKEN: `${ADMIN}-ingest`,
-        PROMOTE_GATEWAY_PROCESSES: '2',
-        LOG_LEVEL: 'fatal',
-      },
+      env: twoWorkers(taken, dir, 'fatal'),
       stdio: 'ignore',
     });
     const code = await new Promise<number | null>((resolve) => {
@@ -93,15 +116,7 @@ describe('the gateway with two worker processes', () => {
 
   const start = async () => {
     child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
-      env: {
-        PATH: process.env.PATH ?? '',
-        PROMOTE_GATEWAY_PORT: String(port),
-        PROMOTE_GATEWAY_STATE_DIR: join(dir, 'gateway'),
-        PROMOTE_GATEWAY_TOKEN: ADMIN,
-        PROMOTE_INGEST_TOKEN: `${ADMIN}-ingest`,
-        PROMOTE_GATEWAY_PROCESSES: '2',
-        LOG_LEVEL: 'warn',
-      },
+      env: twoWorkers(port, dir, 'warn'),
       stdio: ['ignore', 'ignore', 'inherit'],
     });
     for (let i = 0; i < 300; i++) {
